@@ -1,0 +1,37 @@
+// The `naslid` torch.library namespace: every schema is declared here, once. Kernels are attached
+// per device in csrc/cpu/*.cpp (TORCH_LIBRARY_IMPL(naslid, CPU, m)) and csrc/cuda/*.cu
+// (TORCH_LIBRARY_IMPL(naslid, CUDA, m)); fake (meta) implementations live in naslid_ext/_fake.py.
+//
+// Shapes (B batch of point sets, N queries, M references, D features, k neighbours, L layers):
+//   knn(x (B,N,D), y (B,M,D), k, exclude_self) -> (sqdist (B,N,k) x.dtype, idx (B,N,k) int64)
+//       squared Euclidean, ascending, ties to the lower index; exclude_self drops reference index i
+//       for query i (requires N == M).
+//   lid_mle(sqdist (...,k), estimator) -> (...)            per-point LID from sorted sqdist
+//   knn_lid(x (B,N,D), k, estimator) -> (B,N)              fused self-k-NN (exclude self) + LID
+//   lid_profile(features L x (N,D_l), k, estimator) -> (L,N) per-layer, per-point LID
+// estimator: "naslid" | "levina". Inputs reach the kernels contiguous and float32/float64
+// (naslid_ext validates and upcasts half types before calling).
+#include <torch/extension.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(naslid, m) {
+  m.def("knn(Tensor x, Tensor y, int k, bool exclude_self) -> (Tensor, Tensor)");
+  m.def("lid_mle(Tensor sqdist, str estimator) -> Tensor");
+  m.def("knn_lid(Tensor x, int k, str estimator) -> Tensor");
+  m.def("lid_profile(Tensor[] features, int k, str estimator) -> Tensor");
+}
+
+namespace {
+bool built_with_cuda() {
+#ifdef NASLID_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "naslid_ext._C: kernels registered under torch.ops.naslid";
+  m.def("built_with_cuda", &built_with_cuda, "True when the CUDA kernels were compiled in.");
+}

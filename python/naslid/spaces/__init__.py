@@ -1,0 +1,28 @@
+"""Search spaces: NB201, ProxylessNAS, OFA. ``get_space(name, **options)`` builds one."""
+from __future__ import annotations
+
+from .base import Arch, Mask, SearchSpace, Supernet
+
+SPACE_NAMES = ("nb201", "proxyless", "ofa")
+
+
+def get_space(name: str, **options) -> SearchSpace:
+    """Return the search space ``name`` (nb201 | proxyless | ofa) built with ``options``
+    (num_classes, in_channels, input_size, width; NB201 also C and N)."""
+    if not isinstance(name, str) or name.lower() not in SPACE_NAMES:
+        raise ValueError(f"unknown search space {name!r}: choose one of {', '.join(SPACE_NAMES)}")
+    name = name.lower()
+    if name == "nb201":
+        from .nb201 import NB201Space
+
+        return NB201Space(**options)
+    if name == "proxyless":
+        from .proxyless import ProxylessSpace
+
+        return ProxylessSpace(**options)
+    from .ofa import OFASpace
+
+    return OFASpace(**options)
+
+
+__all__ = ["Arch", "Mask", "SearchSpace", "Supernet", "get_space", "SPACE_NAMES"]

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: virtual environment in .venv, dependencies, build of naslid_ext._C.
+#   NASLID_CUDA=auto|0|1 (default auto) decides whether the CUDA kernels are compiled.
+#   The build log is kept in build/build.log; nvcc's per-kernel resource usage is printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -r requirements-test.txt
+mkdir -p build
+echo "building naslid_ext (NASLID_CUDA=${NASLID_CUDA:-auto}) ..."
+if ! NASLID_PTXAS_VERBOSE=1 .venv/bin/pip install --no-build-isolation --no-deps -v -e . > build/build.log 2>&1; then
+  tail -n 60 build/build.log
+  echo "setup.sh: building naslid_ext failed (full log: build/build.log)" >&2
+  exit 1
+fi
+grep -E "setup.py: building" build/build.log | head -n 1 || true
+if grep -q "ptxas info" build/build.log; then
+  echo "nvcc per-kernel resource usage (registers, spills):"
+  grep -E "ptxas info    : (Compiling entry|Function properties|Used)|spill" build/build.log \
+    | grep -vE "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" | sed 's/^ *//' || true
+fi
+.venv/bin/python -c "import naslid_ext, naslid; print('naslid_ext', naslid_ext.__version__, 'ready')"
