@@ -1,0 +1,209 @@
+"""``split_step``: one NAS-LID (or GM-NAS, random, none) split of one (sub-)supernet.
+
+Procedure (``naslid.md`` §2, §3), deterministic given ``generator`` and ``batches``:
+
+1. Candidate decisions: those whose mask is all true (not yet split) with at least
+   ``max(2, n_groups)`` candidates, in the space's order.
+2. For each candidate d, for each repeat r = 0..R-1 (batch r of ``batches``): draw one random path
+   in the mask (``space.sample(mask, generator)``), shared by all ops of d in this repeat; for every
+   op o of d set d = o and compute v(d, o): the LID vector (criterion lid, no grad) or the flattened
+   gradient of the loss w.r.t. ``supernet.shared_parameters(exclude=d)`` (criterion grad).
+3. Average over repeats (the vectors, or the similarity matrices: ``cfg.average``), similarity
+   matrix (cosine / euclidean / correlation; grad: cosine), best partition (mincut / spectral / gmm;
+   spectral and gmm seeded from ``generator``), scores.
+4. The edge rule picks d; the child masks are the parent mask with d restricted to each group.
+
+criterion random: a seeded random candidate decision and a uniformly random partition into
+``n_groups``; criterion none: no split. The supernet's mode and BatchNorm statistics are restored.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import SplitConfig
+from .edge_rule import choose_decision
+from .partition import (PartitionResult, gmm_partition, mincut_partition, partition_scores,
+                        random_partition, spectral_partition)
+from .record import DecisionRecord, SplitRecord
+from .similarity import similarity_matrix
+from .vectors import grad_vector, lid_vector, probe_state
+
+log = logging.getLogger(__name__)
+
+
+def candidate_decisions(space, mask, n_groups: int) -> list[str]:
+    """Decisions not yet split (mask all true) with at least max(2, n_groups) candidates."""
+    need = max(2, n_groups)
+    return [k for k, v in mask.items() if bool(v.all()) and v.numel() >= need]
+
+
+def child_masks(mask: dict, key: str, groups: list[list[int]]) -> list[dict]:
+    """The parent ``mask`` with decision ``key`` restricted to each group of candidate positions."""
+    out = []
+    for g in groups:
+        m = {k: v.clone() for k, v in mask.items()}
+        sel = torch.zeros_like(mask[key])
+        sel[list(g)] = True
+        m[key] = mask[key] & sel
+        out.append(m)
+    return out
+
+
+def _take_batches(batches: Iterable, repeats: int) -> list:
+    if isinstance(batches, (tuple, list)) and len(batches) == 2 and isinstance(batches[0], torch.Tensor) \
+            and isinstance(batches[1], torch.Tensor) and batches[0].dim() >= 2 and batches[1].dim() == 1:
+        raise TypeError("split_step: batches must be an iterable of (x, y) pairs, got a single (x, y) pair; "
+                        "wrap it in a list")
+    got = list(itertools.islice(iter(batches), repeats))
+    if len(got) < repeats:
+        raise ValueError(f"split_step: batches yielded {len(got)} batch(es); repeats={repeats} needs {repeats}")
+    for i, b in enumerate(got):
+        if not (isinstance(b, (tuple, list)) and len(b) >= 2 and isinstance(b[0], torch.Tensor)):
+            raise TypeError(f"split_step: batch {i} must be an (x, y) pair of tensors, got {type(b).__name__}")
+    return got
+
+
+def _seed_from(generator: torch.Generator) -> int:
+    return int(torch.randint(2**31 - 1, (1,), generator=generator))
+
+
+def _partition(sim: np.ndarray, vectors: torch.Tensor | None, cfg: SplitConfig, generator) -> PartitionResult:
+    if cfg.partition == "mincut":
+        return mincut_partition(sim, cfg.n_groups, balanced=cfg.balanced)
+    seed = _seed_from(generator)
+    if cfg.partition == "spectral":
+        return spectral_partition(sim, cfg.n_groups, seed=seed)
+    feats = vectors.numpy() if vectors is not None and vectors.shape[1] <= 256 else sim
+    return gmm_partition(sim, feats, cfg.n_groups, seed=seed)
+
+
+def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitConfig, *,
+               generator: torch.Generator, device: torch.device | str | None = None,
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+               progress: bool = False) -> SplitRecord:
+    """Split ``supernet`` (of ``space``, restricted to ``mask``) once; see the module docstring.
+
+    batches   iterable of (x (B, C, H, W), y (B,)) pairs; the first ``cfg.repeats`` are used (the
+              same ones for every decision); B must exceed ``cfg.k`` for criterion lid
+    generator seeded ``torch.Generator`` (CPU): random paths, random split, clusterer seeds
+    device    where batches are moved (default: the supernet's parameters' device)
+    loss_fn   criterion grad's loss (default cross-entropy)
+    Returns a ``SplitRecord`` (``record.child_masks`` are JSON masks; ``child_mask_tensors(space)``).
+    """
+    t0 = time.perf_counter()
+    if not isinstance(cfg, SplitConfig):
+        raise TypeError(f"split_step: cfg must be a SplitConfig, got {type(cfg).__name__}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"split_step: generator must be a torch.Generator, got {type(generator).__name__}")
+    mask = space.validate_mask(mask)
+    rec = SplitRecord(split=False, criterion=cfg.criterion, edge_rule=cfg.resolved_edge_rule,
+                      similarity=cfg.resolved_similarity, config=cfg.to_dict(),
+                      parent_mask=space.mask_to_json(mask))
+    if cfg.criterion == "none":
+        rec.reason = "criterion none: plain one-shot, no split"
+        rec.seconds = time.perf_counter() - t0
+        return rec
+    cands = candidate_decisions(space, mask, cfg.n_groups)
+    if not cands:
+        rec.reason = f"no decision left to split (none is all-true with >= {max(2, cfg.n_groups)} candidates)"
+        rec.seconds = time.perf_counter() - t0
+        return rec
+    names = space.decisions
+
+    if cfg.criterion == "random":
+        key = cands[int(torch.randint(len(cands), (1,), generator=generator))]
+        groups = random_partition(len(names[key]), cfg.n_groups, generator, balanced=cfg.balanced)
+        return _finish(rec, space, mask, key, groups, t0)
+
+    batches = _take_batches(batches, cfg.repeats)
+    if device is None:
+        p = next(supernet.parameters(), None)
+        device = p.device if p is not None else torch.device("cpu")
+    if cfg.criterion == "lid":
+        b = batches[0][0].shape[0]
+        if cfg.k >= b:
+            raise ValueError(f"split_step: k={cfg.k} must be smaller than the batch size {b}")
+    loss_fn = loss_fn or nn.functional.cross_entropy
+
+    total = sum(len(names[d]) for d in cands) * cfg.repeats
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, desc=f"split ({cfg.criterion})", leave=False)
+    results: dict[str, PartitionResult] = {}
+    try:
+        with probe_state(supernet, cfg.bn_mode):
+            for d in cands:
+                ops = list(names[d])
+                params = supernet.shared_parameters(exclude=d) if cfg.criterion == "grad" else None
+                acc: torch.Tensor | None = None
+                sim_acc: np.ndarray | None = None
+                paths = []
+                for r in range(cfg.repeats):
+                    x, y = batches[r][0].to(device), batches[r][1].to(device)
+                    path = space.sample(mask, generator)
+                    paths.append({k: v for k, v in path.items() if k != d})
+                    rows = []
+                    for o in ops:
+                        arch = dict(path)
+                        arch[d] = o
+                        supernet.set_arch(arch)
+                        if cfg.criterion == "lid":
+                            v = lid_vector(supernet, x, k=cfg.k, estimator=cfg.lid_estimator,
+                                           backend=cfg.lid_backend)
+                        else:
+                            v = grad_vector(supernet, x, y, params, loss_fn)
+                        rows.append(v)
+                        if bar is not None:
+                            bar.update(1)
+                    vec = torch.stack(rows)
+                    del rows
+                    if cfg.average == "similarity":
+                        s = similarity_matrix(vec, cfg.resolved_similarity)
+                        sim_acc = s if sim_acc is None else sim_acc + s
+                    acc = vec if acc is None else acc + vec  # LID: float64; grad: float32 (GM-NAS)
+                    del vec
+                vectors = acc / cfg.repeats
+                del acc
+                sim = (sim_acc / cfg.repeats if cfg.average == "similarity"
+                       else similarity_matrix(vectors, cfg.resolved_similarity))
+                part = _partition(sim, vectors if cfg.criterion == "lid" else None, cfg, generator)
+                results[d] = part
+                keep = cfg.criterion == "lid" or cfg.record_grad_vectors
+                rec.decisions[d] = DecisionRecord(
+                    ops=ops, vectors=vectors.tolist() if keep else None, vector_dim=int(vectors.shape[1]),
+                    vector_norms=vectors.to(torch.float64).norm(dim=1).tolist(), similarity=sim.tolist(),
+                    partition=[[ops[i] for i in g] for g in part.groups], partition_index=part.groups,
+                    within=part.within, between=part.between, between_distance=part.between_distance,
+                    rule_value=0.0, partition_method=part.method, partition_repaired=part.repaired,
+                    paths=paths)
+                del vectors
+    finally:
+        if bar is not None:
+            bar.close()
+    key, values = choose_decision(results, cfg.resolved_edge_rule)
+    for d, v in values.items():
+        rec.decisions[d].rule_value = v
+    log.info("split: %s chosen by rule %s (value %.6g) into %s", key, cfg.resolved_edge_rule, values[key],
+             rec.decisions[key].partition)
+    return _finish(rec, space, mask, key, results[key].groups, t0)
+
+
+def _finish(rec: SplitRecord, space, mask, key: str, groups: list[list[int]], t0: float) -> SplitRecord:
+    ops = space.decisions[key]
+    rec.split = True
+    rec.chosen = key
+    rec.groups = [[ops[i] for i in g] for g in groups]
+    rec.child_masks = [space.mask_to_json(m) for m in child_masks(mask, key, groups)]
+    rec.seconds = time.perf_counter() - t0
+    return rec
+
+
+__all__ = ["split_step", "candidate_decisions", "child_masks", "partition_scores"]
