@@ -1,0 +1,89 @@
+"""Argument checks shared by the public functions of `naslid_ext`.
+
+Every error names the public function (`naslid_ext.<api>`), the offending argument and its sizes:
+ValueError for bad values and shapes, TypeError for bad types and dtypes. Checks on tensor *values*
+(NaN/Inf) are skipped while torch.compile traces (they would need a data-dependent branch).
+"""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import torch
+
+from naslid_ext._lid_math import ESTIMATORS, min_k
+
+BACKENDS = ("auto", "ext", "torch", "faiss")
+REDUCTIONS = ("mean", "harmonic", "median", "none")
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _shape(t: torch.Tensor) -> tuple:
+    return tuple(t.shape)
+
+
+def check_choice(api: str, name: str, value, choices: Sequence[str]) -> str:
+    """ValueError unless `value` is one of `choices`."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"naslid_ext.{api}: {name}={value!r} is not supported; expected one of "
+            + ", ".join(repr(c) for c in choices)
+        )
+    return value
+
+
+def check_tensor(api: str, name: str, t) -> torch.Tensor:
+    """TypeError unless `t` is a floating-point tensor; ValueError when it is empty."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"naslid_ext.{api}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(
+            f"naslid_ext.{api}: {name} must be a floating-point tensor (float16, bfloat16, float32 or "
+            f"float64), got dtype {t.dtype} with shape {_shape(t)}"
+        )
+    if t.numel() == 0:
+        raise ValueError(f"naslid_ext.{api}: {name} is empty (shape {_shape(t)}); need at least one element")
+    return t
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the ops compute and return in: float16/bfloat16 -> float32, else unchanged."""
+    return torch.float32 if dtype in _HALF else dtype
+
+
+def check_finite(api: str, name: str, t: torch.Tensor) -> None:
+    """ValueError when `t` holds NaN or +-Inf (skipped while torch.compile traces)."""
+    if torch.compiler.is_compiling():
+        return
+    if not bool(torch.isfinite(t).all()):
+        n_bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(
+            f"naslid_ext.{api}: {name} of shape {_shape(t)} contains {n_bad} NaN/Inf value(s); pass "
+            "check_finite=False to skip this check (results are then undefined for such input)"
+        )
+
+
+def check_int(api: str, name: str, value) -> int:
+    """TypeError unless `value` is an integer (bool is rejected)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, torch.SymInt)):
+        raise TypeError(f"naslid_ext.{api}: {name} must be an int, got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_k(api: str, k, candidates: int, estimator: str | None, what: str) -> int:
+    """ValueError unless min_k(estimator) <= k <= candidates.
+
+    `what` explains where the candidates come from, e.g. "M=100 reference points" or
+    "N-1=9 other points of x of shape (10, 3)".
+    """
+    k = check_int(api, "k", k)
+    lo = 1 if estimator is None else min_k(estimator)
+    if k < lo:
+        why = "" if estimator is None else f" for estimator={estimator!r}"
+        raise ValueError(f"naslid_ext.{api}: k={k} must be >= {lo}{why}")
+    if k > candidates:
+        raise ValueError(
+            f"naslid_ext.{api}: k={k} exceeds the number of neighbour candidates: {what}; "
+            f"need 1 <= k <= {candidates}"
+        )
+    return k
