@@ -43,7 +43,8 @@ def lid_vector(supernet: nn.Module, x: torch.Tensor, *, k: int = 20, estimator: 
     Returns a float64 CPU tensor (L,)."""
     from naslid.spaces.taps import FeatureTap
 
-    with torch.no_grad(), FeatureTap(supernet, mode="lid", k=k, estimator=estimator, backend=backend) as tap:
+    with torch.no_grad(), FeatureTap(supernet, reduce="lid", k=k, estimator=estimator, reduction="mean",
+                                      backend=backend) as tap:
         supernet(x)
     return tap.lid_vector().detach().to(device="cpu", dtype=torch.float64)
 
