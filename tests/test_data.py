@@ -14,6 +14,15 @@ from naslid import data as D
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small tensors: one intra-op thread avoids oversubscription stalls on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ------------------------------------------------------------------------------------------------
 # helpers: tiny datasets whose images encode their own index
 # ------------------------------------------------------------------------------------------------
