@@ -1,0 +1,122 @@
+// CPU kernels of naslid::knn, naslid::knn_lid and naslid::lid_profile (schemas in csrc/ops.cpp).
+// The engine (Gram tiles via at::mm, symmetric when y is x, running top-k, exact refinement of
+// ill-conditioned pairs) is in csrc/include/naslid/cpu/gram_knn.h.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "naslid/cpu/gram_knn.h"
+#include "naslid/cpu/op_checks.h"
+#include "naslid/lid_math.h"
+
+namespace naslid {
+namespace cpu {
+namespace {
+
+// Order of tasks by decreasing cost (longest first: balances the dynamic schedule).
+std::vector<int64_t> by_cost(const std::vector<double>& cost) {
+  std::vector<int64_t> order(cost.size());
+  std::iota(order.begin(), order.end(), int64_t(0));
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
+  return order;
+}
+
+template <typename T>
+void write_lid(const TopK<T>& tk, Estimator est, T* out) {
+  using acc_t = T;  // float accumulates in float, double in double (lid_math.h convention)
+  for (int64_t i = 0; i < tk.n; ++i)
+    out[i] = T(lid_from_sorted_sqdist<acc_t, T>(tk.dist.data() + i * tk.k, tk.k, est));
+}
+
+std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const at::Tensor& y, int64_t k,
+                                           bool exclude_self) {
+  check_knn_args("knn", x, y, k, exclude_self);
+  const int64_t B = x.size(0), N = x.size(1), M = y.size(1), D = x.size(2);
+  at::Tensor dist = at::empty({B, N, k}, x.options());
+  at::Tensor idx = at::empty({B, N, k}, x.options().dtype(at::kLong));
+  // y is x (the same storage and layout): symmetric path
+  const bool same = x.data_ptr() == y.data_ptr() && x.sizes() == y.sizes();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "naslid::knn", [&] {
+    using T = scalar_t;
+    const T* xp = x.data_ptr<T>();
+    const T* yp = y.data_ptr<T>();
+    T* dp = dist.data_ptr<T>();
+    int64_t* ip = idx.data_ptr<int64_t>();
+    std::vector<int64_t> order(B);
+    std::iota(order.begin(), order.end(), int64_t(0));
+    run_tasks(B, order, [&](int64_t b, bool par) {
+      const T* xb = xp + b * N * D;
+      const T* yb = yp + b * M * D;
+      TopK<T> tk = same ? self_knn<T>(xb, N, D, k, exclude_self, par)
+                        : cross_knn<T>(xb, N, yb, M, D, k, exclude_self, par);
+      std::copy(tk.dist.begin(), tk.dist.end(), dp + b * N * k);
+      std::copy(tk.idx.begin(), tk.idx.end(), ip + b * N * k);
+    });
+  });
+  return {dist, idx};
+}
+
+at::Tensor knn_lid_cpu(const at::Tensor& x, int64_t k, c10::string_view estimator) {
+  const Estimator est = parse_estimator("knn_lid", estimator, k);
+  check_self_set("knn_lid", "x", x, 3, k);
+  const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
+  at::Tensor out = at::empty({B, N}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "naslid::knn_lid", [&] {
+    using T = scalar_t;
+    const T* xp = x.data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    std::vector<int64_t> order(B);
+    std::iota(order.begin(), order.end(), int64_t(0));
+    run_tasks(B, order, [&](int64_t b, bool par) {
+      TopK<T> tk = self_knn<T>(xp + b * N * D, N, D, k, true, par);
+      write_lid<T>(tk, est, op + b * N);
+    });
+  });
+  return out;
+}
+
+at::Tensor lid_profile_cpu(at::TensorList features, int64_t k, c10::string_view estimator) {
+  const Estimator est = parse_estimator("lid_profile", estimator, k);
+  TORCH_CHECK(!features.empty(), "naslid::lid_profile: features must hold at least one layer, got 0");
+  const int64_t L = static_cast<int64_t>(features.size());
+  const at::Tensor& f0 = features[0];
+  std::vector<double> cost(L);
+  for (int64_t l = 0; l < L; ++l) {
+    const at::Tensor& f = features[l];
+    const std::string name = "features[" + std::to_string(l) + "]";
+    check_self_set("lid_profile", name.c_str(), f, 2, k);
+    TORCH_CHECK(f.scalar_type() == f0.scalar_type(), "naslid::lid_profile: ", name, " has dtype ",
+                f.scalar_type(), " but features[0] has ", f0.scalar_type());
+    TORCH_CHECK(f.size(0) == f0.size(0), "naslid::lid_profile: ", name, " has N=", f.size(0),
+                " samples but features[0] has N=", f0.size(0));
+    cost[l] = double(f.size(0)) * double(f.size(0)) * double(f.size(1));
+  }
+  const int64_t N = f0.size(0);
+  at::Tensor out = at::empty({L, N}, f0.options());
+  AT_DISPATCH_FLOATING_TYPES(f0.scalar_type(), "naslid::lid_profile", [&] {
+    using T = scalar_t;
+    T* op = out.data_ptr<T>();
+    run_tasks(L, by_cost(cost), [&](int64_t l, bool par) {
+      const at::Tensor& f = features[l];
+      TopK<T> tk = self_knn<T>(f.data_ptr<T>(), N, f.size(1), k, true, par);
+      write_lid<T>(tk, est, op + l * N);
+    });
+  });
+  return out;
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace naslid
+
+TORCH_LIBRARY_IMPL(naslid, CPU, m) {
+  m.impl("knn", &naslid::cpu::knn_cpu);
+  m.impl("knn_lid", &naslid::cpu::knn_lid_cpu);
+  m.impl("lid_profile", &naslid::cpu::lid_profile_cpu);
+}

@@ -1,0 +1,411 @@
+// CPU k-NN engine of naslid_ext: distances from the Gram form (GEMM via at::mm on tiles, symmetric
+// when the reference set is the query set), running top-k selection per row, exact recomputation of
+// ill-conditioned selected distances. Used by csrc/cpu/knn_cpu.cpp for knn, knn_lid and lid_profile.
+//
+// Shapes: X (N, D) row-major contiguous, Y (M, D); outputs dist (N, k) ascending, idx (N, k) int64.
+//
+// Numerics (see docs/ops_benchmarks.md):
+//  * d_ij = max(0, n_i + n_j - 2 g_ij) with g = X Y^T from the BLAS in the input precision.
+//    In the symmetric path n_i = g_ii (the Gram diagonal, so no extra pass over the data).
+//  * Offset check: rho = mean|x|^2 / mean|x - mean|^2 is the average amplification of rounding
+//    errors by cancellation. rho > kRhoMax: the data are translated by (a rounded copy of) their
+//    mean and the Gram recomputed (distances are translation invariant; the rounded shift keeps
+//    small-integer data exact).
+//  * Per selected pair: kappa = (n_i + n_j) / d_ij > kappa_max<T>() (near-duplicates, exact
+//    duplicates with d = 0): d_ij is recomputed from the input rows by direct differences with
+//    double accumulation and the k list re-sorted by (distance, index).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "naslid/lid_math.h"
+
+namespace naslid {
+namespace cpu {
+
+// Above this mean cancellation factor the data are centred before the Gram product.
+constexpr double kRhoMax = 2.0;
+
+// Selected pairs whose cancellation factor (n_i + n_j) / d_ij exceeds this are recomputed exactly.
+template <typename T>
+inline T kappa_max();
+template <>
+inline float kappa_max<float>() {
+  return 32.0f;
+}
+template <>
+inline double kappa_max<double>() {
+  return 1.0e4;
+}
+
+// Exact squared distance of two rows by direct differences, accumulated in double.
+template <typename T>
+inline double exact_sqdist(const T* a, const T* b, int64_t D) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t d = 0;
+  for (; d + 4 <= D; d += 4) {
+    const double e0 = double(a[d]) - double(b[d]);
+    const double e1 = double(a[d + 1]) - double(b[d + 1]);
+    const double e2 = double(a[d + 2]) - double(b[d + 2]);
+    const double e3 = double(a[d + 3]) - double(b[d + 3]);
+    s0 += e0 * e0;
+    s1 += e1 * e1;
+    s2 += e2 * e2;
+    s3 += e3 * e3;
+  }
+  for (; d < D; ++d) {
+    const double e = double(a[d]) - double(b[d]);
+    s0 += e * e;
+  }
+  return (s0 + s1) + (s2 + s3);
+}
+
+// Running top-k lists of N rows.
+template <typename T>
+struct TopK {
+  int64_t n = 0, k = 0;
+  std::vector<T> dist;       // (n, k)
+  std::vector<int64_t> idx;  // (n, k)
+  std::vector<int64_t> cnt;  // (n)
+  std::vector<T> thr;        // (n) current k-th distance, +inf while fewer than k
+
+  TopK(int64_t n_, int64_t k_)
+      : n(n_), k(k_), dist(n_ * k_), idx(n_ * k_), cnt(n_, 0),
+        thr(n_, std::numeric_limits<T>::infinity()) {}
+
+  inline void insert(int64_t row, T d, int64_t j) {
+    T* dr = dist.data() + row * k;
+    int64_t* ir = idx.data() + row * k;
+    cnt[row] = topk_insert<T>(dr, ir, cnt[row], k, d, j);
+    if (cnt[row] == k) thr[row] = dr[k - 1];
+  }
+};
+
+constexpr int64_t kChunk = 64;
+
+// Row-direction scan: candidates j = j0 + c (c < len) for one row with norm ni, Gram values g[c],
+// reference norms nrm[c]; `skip` is a global index never inserted (the row itself, or -1).
+template <typename T>
+inline void scan_row(TopK<T>& tk, int64_t row, T ni, const T* g, const T* nrm, int64_t j0,
+                     int64_t len, int64_t skip) {
+  T buf[kChunk];
+  for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
+    const int64_t cl = std::min(kChunk, len - c0);
+    const T thr = tk.thr[row];
+    int any = 0;
+#pragma omp simd reduction(| : any)
+    for (int64_t c = 0; c < cl; ++c) {
+      T d = ni + nrm[c0 + c] - T(2) * g[c0 + c];
+      d = d > T(0) ? d : T(0);
+      buf[c] = d;
+      any |= (d <= thr) ? 1 : 0;
+    }
+    if (!any) continue;
+    for (int64_t c = 0; c < cl; ++c) {
+      const int64_t j = j0 + c0 + c;
+      if (buf[c] <= tk.thr[row] && j != skip) tk.insert(row, buf[c], j);
+    }
+  }
+}
+
+// Column-direction scan (symmetric path): one candidate r (norm nr, Gram values g[c] = g_{r, j0+c})
+// for the rows j0 .. j0+len-1.
+template <typename T>
+inline void scan_col(TopK<T>& tk, int64_t r, T nr, const T* g, const T* nrm, int64_t j0,
+                     int64_t len) {
+  T buf[kChunk];
+  const T* thr = tk.thr.data() + j0;
+  for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
+    const int64_t cl = std::min(kChunk, len - c0);
+    int any = 0;
+#pragma omp simd reduction(| : any)
+    for (int64_t c = 0; c < cl; ++c) {
+      T d = nr + nrm[c0 + c] - T(2) * g[c0 + c];
+      d = d > T(0) ? d : T(0);
+      buf[c] = d;
+      any |= (d <= thr[c0 + c]) ? 1 : 0;
+    }
+    if (!any) continue;
+    for (int64_t c = 0; c < cl; ++c) {
+      if (buf[c] <= thr[c0 + c]) tk.insert(j0 + c0 + c, buf[c], r);
+    }
+  }
+}
+
+template <typename F>
+inline void maybe_parallel_for(bool par, int64_t begin, int64_t end, int64_t grain, const F& f) {
+  if (par && end - begin > grain) {
+    at::parallel_for(begin, end, grain, f);
+  } else if (end > begin) {
+    f(begin, end);
+  }
+}
+
+// Wraps a raw row-major (rows, D) buffer as a tensor without copying.
+template <typename T>
+inline at::Tensor wrap(const T* p, int64_t rows, int64_t D) {
+  return at::from_blob(const_cast<T*>(p), {rows, D},
+                       at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+}
+
+// Block rows per GEMM tile of the symmetric path.
+inline int64_t sym_block_rows(int64_t N) {
+  if (N <= 160) return 32;
+  if (N <= 1536) return 64;
+  return 256;
+}
+
+// Shift used to centre: the mean of the rows, each component rounded to 8 significant bits (any
+// shift is exact for distances; the rounding keeps data on a coarse grid exactly representable).
+template <typename T>
+inline std::vector<T> rounded_mean(const T* X, int64_t N, int64_t D) {
+  std::vector<double> mu(D, 0.0);
+  for (int64_t i = 0; i < N; ++i) {
+    const T* x = X + i * D;
+    for (int64_t d = 0; d < D; ++d) mu[d] += double(x[d]);
+  }
+  std::vector<T> c(D);
+  for (int64_t d = 0; d < D; ++d) {
+    const double m = mu[d] / double(N);
+    int e = 0;
+    const double f = std::frexp(m, &e);  // m = f * 2^e, 0.5 <= |f| < 1
+    c[d] = T(std::ldexp(std::nearbyint(std::ldexp(f, 8)), e - 8));
+  }
+  return c;
+}
+
+template <typename T>
+inline at::Tensor centred_copy(const T* X, int64_t N, int64_t D, const std::vector<T>& c) {
+  at::Tensor out = at::empty({N, D}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+  T* o = out.data_ptr<T>();
+  at::parallel_for(0, N, 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      for (int64_t d = 0; d < D; ++d) o[i * D + d] = X[i * D + d] - c[d];
+  });
+  return out;
+}
+
+// Final pass over the lists: exact recomputation of ill-conditioned pairs (from the input rows
+// Xq / Xr), re-sort by (distance, index). nq: query norms, nr: reference norms (Gram precision).
+template <typename T>
+inline void refine(TopK<T>& tk, const T* Xq, const T* Xr, int64_t D, const T* nq, const T* nr,
+                   bool par) {
+  const T km = kappa_max<T>();
+  const int64_t k = tk.k;
+  maybe_parallel_for(par, 0, tk.n, 8, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      T* dr = tk.dist.data() + i * k;
+      int64_t* ir = tk.idx.data() + i * k;
+      bool changed = false;
+      for (int64_t t = 0; t < k; ++t) {
+        const int64_t j = ir[t];
+        if (!(dr[t] * km > nq[i] + nr[j])) {
+          dr[t] = T(exact_sqdist<T>(Xq + i * D, Xr + j * D, D));
+          changed = true;
+        }
+      }
+      if (!changed) continue;
+      for (int64_t t = 1; t < k; ++t) {  // insertion sort by (distance, index)
+        const T dv = dr[t];
+        const int64_t iv = ir[t];
+        int64_t p = t;
+        while (p > 0 && (dr[p - 1] > dv || (dr[p - 1] == dv && ir[p - 1] > iv))) {
+          dr[p] = dr[p - 1];
+          ir[p] = ir[p - 1];
+          --p;
+        }
+        dr[p] = dv;
+        ir[p] = iv;
+      }
+    }
+  });
+}
+
+// Symmetric self k-NN of one set on (possibly centred) data G-source `Xg`; returns the mean
+// cancellation factor rho. Norms (Gram diagonal) are written to `nrm` (N).
+// Blocks are processed last-first so that every norm is known when first needed.
+template <typename T>
+inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vector<T>& nrm,
+                       bool skip_self, bool par) {
+  const int64_t bs = std::min(sym_block_rows(N), N);
+  const int64_t nblk = (N + bs - 1) / bs;
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  at::Tensor tbuf = at::empty({bs * N}, opts);
+  at::Tensor X = wrap<T>(Xg, N, D);
+  nrm.assign(N, T(0));
+  double sum_all = 0.0, sum_diag = 0.0;
+  for (int64_t blk = nblk - 1; blk >= 0; --blk) {
+    const int64_t b0 = blk * bs, b1 = std::min(N, b0 + bs), rows = b1 - b0, cols = N - b0;
+    at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
+    at::mm_out(tile, X.narrow(0, b0, rows), X.narrow(0, b0, cols).t());
+    const T* t = tile.data_ptr<T>();
+    for (int64_t r = 0; r < rows; ++r) nrm[b0 + r] = t[r * cols + r];
+    // offset statistics: sum over the full Gram matrix (off-block entries count twice)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* tr = t + r * cols;
+      T s_in = 0, s_out = 0;
+#pragma omp simd reduction(+ : s_in)
+      for (int64_t c = 0; c < rows; ++c) s_in += tr[c];
+#pragma omp simd reduction(+ : s_out)
+      for (int64_t c = rows; c < cols; ++c) s_out += tr[c];
+      sum_all += double(s_in) + 2.0 * double(s_out);
+      sum_diag += double(tr[r]);
+    }
+    const T* nb = nrm.data() + b0;
+    // task ids: [0, rows) -> row-direction for row b0+task; [rows, rows + ncc) -> column chunk
+    const int64_t later = N - b1;
+    const int64_t cc = 256;
+    const int64_t ncc = (later + cc - 1) / cc;
+    maybe_parallel_for(par, 0, rows + ncc, 1, [&](int64_t tb, int64_t te) {
+      for (int64_t task = tb; task < te; ++task) {
+        if (task < rows) {
+          const int64_t i = b0 + task;
+          scan_row<T>(tk, i, nb[task], t + task * cols, nb, b0, cols, skip_self ? i : -1);
+        } else {
+          const int64_t c0 = (task - rows) * cc, c1 = std::min(later, c0 + cc);
+          for (int64_t r = 0; r < rows; ++r)
+            scan_col<T>(tk, b0 + r, nb[r], t + r * cols + rows + c0, nb + rows + c0, b1 + c0,
+                        c1 - c0);
+        }
+      }
+    });
+  }
+  const double mean_sq = sum_diag / double(N);
+  const double centred = mean_sq - sum_all / (double(N) * double(N));
+  if (!(centred > 0.0)) return mean_sq > 0.0 ? std::numeric_limits<double>::infinity() : 1.0;
+  return mean_sq / centred;
+}
+
+// Self k-NN of one set X (N, D): top-k over j != i (or over all j when !skip_self).
+template <typename T>
+inline TopK<T> self_knn(const T* X, int64_t N, int64_t D, int64_t k, bool skip_self, bool par) {
+  TopK<T> tk(N, k);
+  std::vector<T> nrm;
+  const double rho = sym_pass<T>(X, N, D, tk, nrm, skip_self, par);
+  if (rho > kRhoMax) {
+    const std::vector<T> c = rounded_mean<T>(X, N, D);
+    at::Tensor Xc = centred_copy<T>(X, N, D, c);
+    tk = TopK<T>(N, k);
+    sym_pass<T>(Xc.data_ptr<T>(), N, D, tk, nrm, skip_self, par);
+  }
+  refine<T>(tk, X, X, D, nrm.data(), nrm.data(), par);
+  return tk;
+}
+
+// Row norms of (possibly shifted) rows in double; returns sums for the offset check.
+template <typename T>
+inline void row_norms(const T* X, int64_t N, int64_t D, std::vector<T>& nrm, bool par) {
+  nrm.assign(N, T(0));
+  maybe_parallel_for(par, 0, N, 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const T* x = X + i * D;
+      double s0 = 0, s1 = 0;
+      int64_t d = 0;
+      for (; d + 2 <= D; d += 2) {
+        s0 += double(x[d]) * double(x[d]);
+        s1 += double(x[d + 1]) * double(x[d + 1]);
+      }
+      if (d < D) s0 += double(x[d]) * double(x[d]);
+      nrm[i] = T(s0 + s1);
+    }
+  });
+}
+
+// k-NN of queries X (N, D) among references Y (M, D) (distinct sets); exclude_self drops j == i.
+template <typename T>
+inline TopK<T> cross_knn(const T* X, int64_t N, const T* Y, int64_t M, int64_t D, int64_t k,
+                         bool exclude_self, bool par) {
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  // offset check on the union of both sets
+  std::vector<T> nx, ny;
+  row_norms<T>(X, N, D, nx, par);
+  row_norms<T>(Y, M, D, ny, par);
+  std::vector<double> mu(D, 0.0);
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t d = 0; d < D; ++d) mu[d] += double(X[i * D + d]);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t d = 0; d < D; ++d) mu[d] += double(Y[i * D + d]);
+  double msq = 0, mu2 = 0;
+  for (int64_t i = 0; i < N; ++i) msq += double(nx[i]);
+  for (int64_t i = 0; i < M; ++i) msq += double(ny[i]);
+  msq /= double(N + M);
+  for (int64_t d = 0; d < D; ++d) {
+    const double m = mu[d] / double(N + M);
+    mu2 += m * m;
+  }
+  const double centred = msq - mu2;
+  const bool centre = (centred > 0.0) ? (msq / centred > kRhoMax) : (msq > 0.0);
+  at::Tensor Xc, Yc;
+  const T* Xg = X;
+  const T* Yg = Y;
+  if (centre) {
+    std::vector<T> c(D);
+    for (int64_t d = 0; d < D; ++d) {
+      int e = 0;
+      const double f = std::frexp(mu[d] / double(N + M), &e);
+      c[d] = T(std::ldexp(std::nearbyint(std::ldexp(f, 8)), e - 8));
+    }
+    Xc = centred_copy<T>(X, N, D, c);
+    Yc = centred_copy<T>(Y, M, D, c);
+    Xg = Xc.data_ptr<T>();
+    Yg = Yc.data_ptr<T>();
+    row_norms<T>(Xg, N, D, nx, par);
+    row_norms<T>(Yg, M, D, ny, par);
+  }
+  TopK<T> tk(N, k);
+  const int64_t bs = std::min<int64_t>(N, 256);
+  const int64_t cm = std::min<int64_t>(M, 4096);
+  at::Tensor tbuf = at::empty({bs * cm}, opts);
+  at::Tensor Xt = wrap<T>(Xg, N, D), Yt = wrap<T>(Yg, M, D);
+  for (int64_t b0 = 0; b0 < N; b0 += bs) {
+    const int64_t rows = std::min(bs, N - b0);
+    for (int64_t c0 = 0; c0 < M; c0 += cm) {
+      const int64_t cols = std::min(cm, M - c0);
+      at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
+      at::mm_out(tile, Xt.narrow(0, b0, rows), Yt.narrow(0, c0, cols).t());
+      const T* t = tile.data_ptr<T>();
+      maybe_parallel_for(par, 0, rows, 1, [&](int64_t rb, int64_t re) {
+        for (int64_t r = rb; r < re; ++r) {
+          const int64_t i = b0 + r;
+          scan_row<T>(tk, i, nx[i], t + r * cols, ny.data() + c0, c0, cols,
+                      exclude_self ? i : -1);
+        }
+      });
+    }
+  }
+  refine<T>(tk, X, Y, D, nx.data(), ny.data(), par);
+  return tk;
+}
+
+// Runs `f(task, par)` for every task in [0, n): tasks in the order given (put the most expensive
+// first) are handed out dynamically to the threads when there are enough of them, each running
+// sequentially inside (its GEMMs single-threaded); otherwise one after the other, each parallel
+// inside.
+template <typename F>
+inline void run_tasks(int64_t n, const std::vector<int64_t>& order, const F& f) {
+  const int64_t nth = at::get_num_threads();
+  if (n <= 0) return;
+  if (at::in_parallel_region()) {
+    for (int64_t t = 0; t < n; ++t) f(order[t], false);
+    return;
+  }
+  if (n < 2 || nth < 2) {
+    for (int64_t t = 0; t < n; ++t) f(order[t], true);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, nth, 1, [&](int64_t, int64_t) {
+    for (int64_t t = next.fetch_add(1); t < n; t = next.fetch_add(1)) f(order[t], false);
+  });
+}
+
+}  // namespace cpu
+}  // namespace naslid
