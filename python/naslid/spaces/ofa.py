@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
+from types import MappingProxyType
 from typing import Mapping, Sequence
 
 import torch
@@ -121,10 +122,29 @@ class OFASpace(SearchSpace):
     def _unit_blocks(self, u: int):
         return self.blocks[(u - 1) * self.max_depth:u * self.max_depth]
 
+    def __repr__(self) -> str:
+        return "OFASpace(" + ", ".join(f"{k}={v!r}" for k, v in self.options.items()) + ")"
+
+    @property
+    def options(self) -> dict:
+        """The constructor options (``OFASpace(**space.options)`` rebuilds the space)."""
+        return dict(num_classes=self.num_classes, in_channels=self.in_channels,
+                    input_size=self.input_size, width=self.width,
+                    kernel_choices=self.kernel_choices, expand_choices=self.expand_choices,
+                    depth_choices=self.depth_choices, dropout=self.dropout,
+                    kernel_transform=self.kernel_transform, bn_momentum=self.bn_momentum,
+                    bn_eps=self.bn_eps)
+
+    @property
+    def num_lid_layers(self) -> int:
+        """Length of the LID vector: first block + 5 unit outputs + final expand (any depth)."""
+        return NUM_UNITS + 2
+
     # ----- decisions / encodings ---------------------------------------------------------------
     @property
-    def decisions(self) -> "OrderedDict[str, tuple[str, ...]]":
-        return self._decisions
+    def decisions(self) -> "Mapping[str, tuple[str, ...]]":
+        """Ordered, read-only view: decision key -> candidate names."""
+        return MappingProxyType(self._decisions)
 
     def active_blocks(self, arch: Mapping[str, str]) -> list[tuple[int, int, int, int, int, int]]:
         """Rows of the block table that ``arch`` runs (first depth{u} blocks of each unit)."""

@@ -28,6 +28,7 @@ import itertools
 import math
 import re
 from collections import OrderedDict
+from types import MappingProxyType
 from typing import Mapping, Sequence
 
 import torch
@@ -96,10 +97,27 @@ class ProxylessSpace(SearchSpace):
             (key, MB_CANDIDATES if first else MB_CANDIDATES + (ZERO,))
             for key, _, _, _, first in self.layers)
 
+    def __repr__(self) -> str:
+        return "ProxylessSpace(" + ", ".join(f"{k}={v!r}" for k, v in self.options.items()) + ")"
+
+    @property
+    def options(self) -> dict:
+        """The constructor options (``ProxylessSpace(**space.options)`` rebuilds the space)."""
+        return dict(num_classes=self.num_classes, in_channels=self.in_channels,
+                    input_size=self.input_size, width=self.width,
+                    stage_widths=self.stage_widths_base, dropout=self.dropout,
+                    bn_momentum=self.bn_momentum, bn_eps=self.bn_eps)
+
+    @property
+    def num_lid_layers(self) -> int:
+        """Length of the LID vector: first block + 21 layers + head."""
+        return len(self.layers) + 2
+
     # ----- decisions / encodings ---------------------------------------------------------------
     @property
-    def decisions(self) -> "OrderedDict[str, tuple[str, ...]]":
-        return self._decisions
+    def decisions(self) -> "Mapping[str, tuple[str, ...]]":
+        """Ordered, read-only view: decision key -> candidate names."""
+        return MappingProxyType(self._decisions)
 
     def _stages(self, arch: Mapping[str, str]) -> list[list[str]]:
         out: list[list[str]] = [[] for _ in STAGE_DEPTHS]
