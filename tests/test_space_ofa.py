@@ -145,6 +145,12 @@ def test_canonical_key_ignores_inactive_blocks():
     torch.testing.assert_close(net(x), ya, rtol=0, atol=0)
 
 
+def test_num_networks_matches_ofa_paper():
+    # OFA paper: ((3 x 3)^2 + (3 x 3)^3 + (3 x 3)^4)^5 ~ 2 x 10^19 sub-networks
+    assert OFASpace().num_networks() == (9 ** 2 + 9 ** 3 + 9 ** 4) ** 5
+    assert OFASpace().num_archs() == (3 * 9 ** 4) ** 5  # raw decisions, inactive blocks included
+
+
 def test_num_networks_brute_force():
     sp = OFASpace(num_classes=10, width=0.25, input_size=32, depth_choices=(1, 2, 3),
                   kernel_choices=(3, 5), expand_choices=(3, 4))
