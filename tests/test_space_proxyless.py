@@ -204,6 +204,8 @@ def test_bad_inputs():
     net = sp.build_supernet()
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         net(torch.zeros(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="MobileNet.forward"):
+        sp.build_subnet(a)(torch.zeros(2, 32, 32))
     with pytest.raises(ValueError):
         sp.arch_at(sp.num_archs())
 

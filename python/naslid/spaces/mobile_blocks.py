@@ -174,6 +174,9 @@ def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, c: int) -> None:
     dst.momentum, dst.eps = src.momentum, src.eps
 
 
+_ELASTIC_ACTS = {"relu": F.relu, "relu6": F.relu6, "h_swish": F.hardswish}
+
+
 class ElasticMBConv(nn.Module):
     """OFA's dynamic inverted residual: one set of weights at the largest kernel and expand ratio.
 
@@ -189,6 +192,8 @@ class ElasticMBConv(nn.Module):
                  residual: bool, kernel_transform: bool = True, bn_momentum: float = 0.1,
                  bn_eps: float = 1e-5):
         super().__init__()
+        if act not in _ELASTIC_ACTS:
+            raise ValueError(f"ElasticMBConv: act must be one of {list(_ELASTIC_ACTS)}, got {act!r}")
         self.cin, self.cout, self.stride, self.act_name = cin, cout, stride, act
         self.kernel_choices = tuple(sorted(int(k) for k in kernel_choices))
         self.expand_choices = tuple(sorted(int(e) for e in expand_choices))
@@ -241,7 +246,7 @@ class ElasticMBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, mid = self.active_kernel, self.mid_channels(self.active_expand)
-        act = F.relu if self.act_name == "relu" else F.hardswish
+        act = _ELASTIC_ACTS[self.act_name]
         y = act(_bn_forward(self.expand_bn, F.conv2d(x, self.expand_weight[:mid]), mid))
         y = F.conv2d(y, self.active_dw_weight(k, mid), None, self.stride, k // 2, 1, mid)
         y = act(_bn_forward(self.dw_bn, y, mid))
@@ -294,6 +299,7 @@ class MobileNet(nn.Module):
         self.classifier = classifier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input("MobileNet.forward", x, self.stem.conv.in_channels)
         x = self.head(self.blocks(self.stem(x)))
         x = self.post_pool(x.mean((2, 3), keepdim=True))
         return self.classifier(self.dropout(torch.flatten(x, 1)))
