@@ -199,3 +199,28 @@ def test_bad_options(name):
             get_space(name, **{**SMALL[name], **bad})
     with pytest.raises(TypeError):
         get_space(name, no_such_option=1)
+
+
+def test_describe_space(space):
+    from naslid.spaces.describe import describe_space
+
+    text = describe_space(space.name, **SMALL[space.name])
+    n = space.num_archs()
+    assert f"architectures: {n:,}" in text if n < 10**12 else f"architectures: {n:.3e}" in text
+    assert all(k in text for k in space.decisions)
+    arch = space.sample(None, torch.Generator().manual_seed(0))
+    text = describe_space(space.name, arch=space.arch_to_string(arch), **SMALL[space.name])
+    assert space.arch_to_string(arch) in text
+    assert f"params: {space.count_params(arch):,}" in text
+    assert f"{space.count_macs(arch):,}" in text
+    with pytest.raises(ValueError):
+        describe_space(space.name, arch="garbage", **SMALL[space.name])
+
+
+def test_describe_nb201_reference_arch():
+    from naslid.spaces.describe import describe_space
+
+    s = "|skip_connect~0|+|none~0|nor_conv_3x3~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    text = describe_space("nb201", arch=s)
+    assert "architectures: 15,625" in text and "index: 15474" in text
+    assert "params: 802,426 (0.802426 M)" in text
