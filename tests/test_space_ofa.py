@@ -308,7 +308,9 @@ def test_count_macs_matches_hook_counter(width, size):
     g = torch.Generator().manual_seed(7)
     for _ in range(2):
         a = sp.sample(None, g)
-        assert sp.count_macs(a, size) == hook_macs(sp.build_subnet(a), size)
+        sub = sp.build_subnet(a)
+        assert sp.count_macs(a, size) == hook_macs(sub, size)
+        assert sp.count_params(a) == sum(p.numel() for p in sub.parameters())  # analytic vs modules
         se = sum(UNIT_SE[u - 1] for u, *_ in sp.active_blocks(a))
         assert (sp.count_macs(a, size, count_se=False) < sp.count_macs(a, size)) == (se > 0)
 

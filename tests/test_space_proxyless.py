@@ -289,7 +289,9 @@ def test_count_macs_matches_hook_counter(width, size):
     g = torch.Generator().manual_seed(int(width * 100) + size)
     for _ in range(2):
         a = sp.sample(None, g)
-        assert sp.count_macs(a, size) == hook_macs(sp.build_subnet(a), size)
+        sub = sp.build_subnet(a)
+        assert sp.count_macs(a, size) == hook_macs(sub, size)
+        assert sp.count_params(a) == sum(p.numel() for p in sub.parameters())  # analytic vs modules
 
 
 # ----- reference architectures (shared data) ---------------------------------------------------

@@ -59,6 +59,16 @@ def conv_macs(cin: int, cout: int, kernel: int, groups: int, h_out: int, w_out: 
     return h_out * w_out * cout * (cin // groups) * kernel * kernel
 
 
+def mbconv_params(cin: int, cout: int, kernel: int, mid: int, expand_conv: bool, se: bool) -> int:
+    """Parameters of an ``MBConv`` (BN affine weights included, running stats not)."""
+    n = (cin * mid + 2 * mid) if expand_conv else 0
+    n += mid * kernel * kernel + 2 * mid + mid * cout + 2 * cout
+    if se:
+        sm = se_mid_channels(mid)
+        n += 2 * mid * sm + sm + mid
+    return n
+
+
 class ConvBNAct(nn.Sequential):
     """conv(k, stride, padding k//2, groups, no bias) -> [BN] -> [activation]."""
 

@@ -44,7 +44,7 @@ from torch import nn
 from .base import Arch, Mask, SearchSpace, Supernet
 from .mobile_blocks import (ConvBNAct, ElasticMBConv, MBConv, MobileNet, check_input,
                             check_input_size, check_positive_int, check_width, conv_out_size,
-                            copy_module, make_divisible, mbconv_macs, mixed_radix_arch,
+                            copy_module, make_divisible, mbconv_macs, mbconv_params, mixed_radix_arch,
                             mixed_radix_index)
 from .proxyless import init_weights
 
@@ -277,6 +277,18 @@ class OFASpace(SearchSpace):
         return MobileNet(copy_module(supernet.stem), blocks, copy_module(supernet.final_expand),
                          copy_module(supernet.feature_mix), copy_module(supernet.classifier),
                          self.dropout).train(supernet.training)
+
+    def count_params(self, arch: Mapping[str, str]) -> int:
+        """Parameters of the standalone subnet of ``arch`` (analytic; BN affine included)."""
+        arch = self.validate_arch(arch)
+        total = self.in_channels * self.stem_channels * 9 + 2 * self.stem_channels
+        total += mbconv_params(self.stem_channels, self.first_channels, 3, self.stem_channels, False, False)
+        for u, _, b, cin, cout, _ in self.active_blocks(arch):
+            k, e = int(arch[f"ks_block{b}"]), int(arch[f"er_block{b}"])
+            total += mbconv_params(cin, cout, k, self.mid_channels(cin, e), True, UNIT_SE[u - 1])
+        total += self.unit_widths[-1] * self.final_expand_channels + 2 * self.final_expand_channels
+        total += self.final_expand_channels * self.last_channels
+        return total + (self.last_channels + 1) * self.num_classes
 
     def count_macs(self, arch: Mapping[str, str], input_size: int | None = None,
                    count_se: bool = True) -> int:

@@ -37,7 +37,7 @@ from torch import nn
 from .base import Arch, Mask, SearchSpace, Supernet
 from .mobile_blocks import (ConvBNAct, MBConv, MobileNet, check_input, check_input_size,
                             check_positive_int, check_width, conv_out_size, copy_module,
-                            make_divisible, mbconv_macs, mixed_radix_arch, mixed_radix_index)
+                            make_divisible, mbconv_macs, mbconv_params, mixed_radix_arch, mixed_radix_index)
 
 MB_CANDIDATES = ("3x3_MBConv3", "3x3_MBConv6", "5x5_MBConv3", "5x5_MBConv6", "7x7_MBConv3",
                  "7x7_MBConv6")
@@ -219,6 +219,18 @@ class ProxylessSpace(SearchSpace):
     def _mbconv(self, op: str, cin: int, cout: int, stride: int, first: bool) -> MBConv:
         k, e = parse_op(op)
         return MBConv(cin, cout, k, stride, round(cin * e), "relu6", residual=not first, **self._bn())
+
+    def count_params(self, arch: Mapping[str, str]) -> int:
+        """Parameters of the standalone subnet of ``arch`` (analytic; BN affine included)."""
+        arch = self.validate_arch(arch)
+        total = self.in_channels * self.stem_channels * 9 + 2 * self.stem_channels
+        total += mbconv_params(self.stem_channels, self.first_channels, 3, self.stem_channels, False, False)
+        for key, cin, cout, _, _ in self.layers:
+            if arch[key] != ZERO:
+                k, e = parse_op(arch[key])
+                total += mbconv_params(cin, cout, k, round(cin * e), True, False)
+        total += self.stage_widths[-1] * self.last_channels + 2 * self.last_channels
+        return total + (self.last_channels + 1) * self.num_classes
 
     def count_macs(self, arch: Mapping[str, str], input_size: int | None = None) -> int:
         """Conv + linear multiply-adds of ``arch`` at ``input_size`` x ``input_size``."""
