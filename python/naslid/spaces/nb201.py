@@ -33,6 +33,7 @@ import math
 import numbers
 import random
 from collections import OrderedDict
+from types import MappingProxyType
 from typing import Iterator, Mapping
 
 import torch
@@ -335,8 +336,9 @@ class NB201Space(SearchSpace):
                     track_running_stats=self.track_running_stats)
 
     @property
-    def decisions(self) -> "OrderedDict[str, tuple[str, ...]]":
-        return OrderedDict(self._decisions)
+    def decisions(self) -> "Mapping[str, tuple[str, ...]]":
+        """Ordered, read-only view: edge key -> NB201's 5 op names."""
+        return MappingProxyType(self._decisions)
 
     @property
     def num_lid_layers(self) -> int:
