@@ -1,0 +1,202 @@
+"""Ground-truth benchmarks: a CSV with an ``arch`` column and ``*_acc`` columns, or NATS-Bench.
+
+CSV format: a header row with an ``arch`` column (the space's arch string, e.g. NB201's
+``|nor_conv_3x3~0|+|...|``) and any number of ``*_acc`` columns (accuracy, percent); every other
+column is kept as extra information (numbers where they parse, else strings) and reported by
+``lookup``. ``../shared/data/nb201_cifar10_valid.csv`` is one (index, arch, cifar10_valid_acc,
+params_m_cifar10, n_seeds, unique_id). Each row's arch is parsed and validated with the space;
+lookups are by the exact arch string (isomorphic cells are separate rows with their own numbers).
+An empty ``*_acc`` cell is read as NaN and left out of the rankings (their ``n`` shows it).
+
+NATS-Bench / NB201 API: ``load_nats_benchmark`` is a guarded adapter used only when the
+``nats_bench`` (or older ``nas_201_api``) package is importable; it is untested here (the package
+and its files are not installed in this project's environment).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .spaces.base import SearchSpace
+
+
+class Benchmark:
+    """Ground truth per architecture.
+
+    Attributes:
+        acc_columns: the ``*_acc`` column names, in file order.
+        columns: every column except ``arch``, in file order.
+        arch_strings: the archs in file order (space arch strings).
+    """
+
+    def __init__(self, space: SearchSpace, rows: Sequence[Mapping], *, columns: Sequence[str],
+                 source: str = "<memory>"):
+        self.space = space
+        self.source = source
+        self.columns = [c for c in columns if c != "arch"]
+        self.acc_columns = [c for c in self.columns if c.endswith("_acc")]
+        if not self.acc_columns:
+            raise ValueError(f"benchmark {source}: no '*_acc' column (columns: {list(columns)})")
+        self._rows: dict[str, dict] = {}
+        for r in rows:
+            self._rows[r["arch"]] = {c: r[c] for c in self.columns}
+        self.arch_strings = list(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, arch) -> bool:
+        return self._key(arch) in self._rows
+
+    def _key(self, arch) -> str:
+        if isinstance(arch, str):
+            return self.space.arch_to_string(self.space.arch_from_string(arch))
+        return self.space.arch_to_string(self.space.validate_arch(arch))
+
+    def lookup(self, arch) -> dict | None:
+        """All columns (except ``arch``) for ``arch`` (dict or arch string); None if absent."""
+        row = self._rows.get(self._key(arch))
+        return None if row is None else dict(row)
+
+    def acc(self, arch, column: str | None = None) -> float:
+        """The value of accuracy ``column`` (default: the first ``*_acc``); KeyError if absent."""
+        column = column or self.acc_columns[0]
+        if column not in self.acc_columns:
+            raise ValueError(f"Benchmark.acc: unknown column {column!r} (have {self.acc_columns})")
+        row = self._rows.get(self._key(arch))
+        if row is None:
+            raise KeyError(f"arch {self._key(arch)} is not in benchmark {self.source}")
+        return row[column]
+
+    def archs(self) -> list[dict]:
+        """Every architecture as a dict, in file order."""
+        return [self.space.arch_from_string(s) for s in self.arch_strings]
+
+    def values(self, column: str) -> list[float]:
+        """``column`` in file order."""
+        return [self._rows[s][column] for s in self.arch_strings]
+
+
+def _parse_number(s: str):
+    try:
+        v = float(s)
+    except ValueError:
+        return s
+    return int(v) if v.is_integer() and "." not in s and "e" not in s.lower() else v
+
+
+def load_csv_benchmark(path: str | os.PathLike, space: SearchSpace) -> Benchmark:
+    """Read and validate a benchmark CSV (see the module docstring).
+
+    Raises FileNotFoundError if absent; ValueError naming the file and the first offending row
+    (1-based line number) for: no ``arch`` column, no ``*_acc`` column, an arch outside the space
+    or malformed, a duplicate arch, a non-numeric ``*_acc`` value, a short row.
+    """
+    path = Path(path)
+    where = f"benchmark CSV {str(path)!r}"
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: file not found")
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise ValueError(f"{where}: empty file") from None
+        if "arch" not in header:
+            raise ValueError(f"{where}: no 'arch' column (header: {header})")
+        if not any(h.endswith("_acc") for h in header):
+            raise ValueError(f"{where}: no '*_acc' accuracy column (header: {header})")
+        ai = header.index("arch")
+        rows, first_line = [], {}
+        for line_no, rec in enumerate(reader, start=2):
+            if not rec or all(not c.strip() for c in rec):
+                continue
+            if len(rec) != len(header):
+                raise ValueError(f"{where}: line {line_no} has {len(rec)} fields, header has "
+                                 f"{len(header)}")
+            s = rec[ai].strip()
+            try:
+                arch = space.arch_from_string(s)
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{where}: line {line_no}: arch {s!r} is not in the {space.name} "
+                                 f"space ({e})") from e
+            key = space.arch_to_string(arch)
+            if key in first_line:
+                raise ValueError(f"{where}: line {line_no}: arch {s!r} duplicates line "
+                                 f"{first_line[key]}")
+            first_line[key] = line_no
+            row = {"arch": key}
+            for h, c in zip(header, rec):
+                if h == "arch":
+                    continue
+                c = c.strip()
+                if h.endswith("_acc"):
+                    if c == "":
+                        row[h] = math.nan
+                        continue
+                    try:
+                        row[h] = float(c)
+                    except ValueError:
+                        raise ValueError(f"{where}: line {line_no}: column {h!r} value {c!r} is "
+                                         f"not a number") from None
+                    if not math.isfinite(row[h]):
+                        row[h] = math.nan
+                else:
+                    row[h] = _parse_number(c)
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{where}: no data rows")
+    return Benchmark(space, rows, columns=header, source=str(path))
+
+
+def load_nats_benchmark(path: str | os.PathLike, space: SearchSpace, *,
+                        datasets: Sequence[str] = ("cifar10-valid", "cifar10", "cifar100",
+                                                   "ImageNet16-120"),
+                        hp: str = "200") -> Benchmark:  # pragma: no cover - needs nats_bench
+    """UNTESTED adapter for the official NATS-Bench (``nats_bench``) or NB201 (``nas_201_api``)
+    files: builds a Benchmark with ``<dataset>_valid_acc`` / ``<dataset>_test_acc`` columns
+    (dataset names lower-cased, '-' -> '_') for every topology. Raises ImportError when neither
+    package is importable."""
+    try:
+        from nats_bench import create
+
+        api = create(str(path), "tss", fast_mode=True, verbose=False)
+    except ImportError:
+        try:
+            from nas_201_api import NASBench201API
+
+            api = NASBench201API(str(path), verbose=False)
+        except ImportError as e:
+            raise ImportError("official NB201/NATS-Bench files need the 'nats_bench' (or "
+                              "'nas_201_api') package; or give a CSV benchmark") from e
+    rows, cols = [], ["arch", "index"]
+    for i in range(len(api)):
+        s = api.arch(i)
+        arch = space.arch_from_string(s)
+        row = {"arch": space.arch_to_string(arch), "index": i}
+        for ds in datasets:
+            info = api.get_more_info(i, ds, hp=hp, is_random=False)
+            name = ds.lower().replace("-", "_")
+            for src, dst in (("valid-accuracy", f"{name}_valid_acc"),
+                             ("test-accuracy", f"{name}_test_acc")):
+                if src in info and info[src] is not None:
+                    row[dst] = float(info[src])
+                    if dst not in cols:
+                        cols.append(dst)
+        rows.append(row)
+    for r in rows:
+        for c in cols:
+            r.setdefault(c, math.nan)
+    return Benchmark(space, rows, columns=cols, source=str(path))
+
+
+def load_benchmark(path: str | os.PathLike, space: SearchSpace) -> Benchmark:
+    """``.csv`` -> ``load_csv_benchmark``; anything else -> the (untested) NATS-Bench adapter."""
+    if str(path).lower().endswith(".csv"):
+        return load_csv_benchmark(path, space)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"benchmark {str(path)!r}: not found")
+    return load_nats_benchmark(path, space)
