@@ -260,6 +260,46 @@ def test_forward_backward_small_cpu_and_bn_slices():
     assert blk.transform_5to3.grad is not None and blk.transform_5to3.grad.abs().sum() > 0
 
 
+def test_bn_recalibration_on_slices_matches_standalone():
+    # momentum=None (cumulative average, what BN recalibration uses) on sliced BNs must give the
+    # running statistics a standalone subnet's own BNs get from the same batches
+    sp = small(expand_choices=(3, 6))
+    net = randomize(sp.build_supernet(), 8)
+    a = {k: c[0] for k, c in sp.decisions.items()}  # expand 3 < 6: every block's BNs are sliced
+    net.set_arch(a)
+    sub = sp.build_subnet(a, net)
+    g = torch.Generator().manual_seed(9)
+    batches = [torch.randn(4, 3, 32, 32, generator=g) for _ in range(3)]
+    for model in (net, sub):
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None
+        model.train()
+        with torch.no_grad():
+            for x in batches:
+                model(x)
+        model.eval()
+    blk, sblk = net.units[0].blocks[0], sub.blocks[1]
+    mid = blk.mid_channels(3)
+    torch.testing.assert_close(blk.expand_bn.running_var[:mid], sblk.expand.bn.running_var)
+    assert int(blk.expand_bn.num_batches_tracked) == 3
+    torch.testing.assert_close(sub(batches[0]), net(batches[0]), rtol=1e-5, atol=1e-5)
+
+
+def test_elastic_reset_parameters():
+    blk = ElasticMBConv(8, 8, (3, 5, 7), (3, 6), 1, "relu", True, True)
+    with torch.no_grad():
+        for p in blk.parameters():
+            p.fill_(0.5)
+    for m in blk.modules():  # what a re-initialisation of a module tree does
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    assert torch.equal(blk.transform_7to5, torch.eye(25)) and torch.equal(blk.transform_5to3, torch.eye(9))
+    assert not torch.all(blk.dw_weight == 0.5) and not torch.all(blk.expand_weight == 0.5)
+    assert not torch.all(blk.se_reduce.weight == 0.5)
+
+
 def test_lid_layers_depth_invariant():
     sp = small()
     net = sp.build_supernet().eval()

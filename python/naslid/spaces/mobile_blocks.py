@@ -166,13 +166,22 @@ def mbconv_macs(cin: int, cout: int, kernel: int, stride: int, mid: int, expand_
 
 
 def _bn_forward(bn: nn.BatchNorm2d, x: torch.Tensor, c: int) -> torch.Tensor:
-    """BatchNorm over the first ``c`` channels of ``bn`` (running statistics updated in place)."""
+    """BatchNorm over the first ``c`` channels of ``bn``: the same semantics as ``bn(x)`` on a
+    ``c``-channel BN (running statistics of the slice updated in place; ``momentum=None`` =
+    cumulative average, ``num_batches_tracked`` counted)."""
     if c == bn.num_features:
         return bn(x)
-    training = bn.training or not bn.track_running_stats
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            factor = 1.0 / float(bn.num_batches_tracked)
+    use_batch_stats = bn.training or bn.running_mean is None
     return F.batch_norm(x, bn.running_mean[:c] if bn.running_mean is not None else None,
                         bn.running_var[:c] if bn.running_var is not None else None,
-                        bn.weight[:c], bn.bias[:c], training, bn.momentum or 0.0, bn.eps)
+                        bn.weight[:c] if bn.weight is not None else None,
+                        bn.bias[:c] if bn.bias is not None else None,
+                        use_batch_stats, factor, bn.eps)
 
 
 def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, c: int) -> None:
@@ -226,9 +235,18 @@ class ElasticMBConv(nn.Module):
             self.se_expand = nn.Conv2d(se_mid, mid, 1, bias=True)
         self.project_weight = nn.Parameter(torch.empty(cout, mid, 1, 1))
         self.project_bn = nn.BatchNorm2d(cout, momentum=bn_momentum, eps=bn_eps)
+        self.reset_parameters()
+        self.active_kernel, self.active_expand = kmax, self.expand_choices[-1]
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Fresh init of the elastic tensors (He normal, fan_out; transformation matrices = I).
+        Child modules (BNs, SE convs) reset themselves."""
         for w in (self.expand_weight, self.dw_weight, self.project_weight):
             nn.init.kaiming_normal_(w, mode="fan_out")
-        self.active_kernel, self.active_expand = kmax, self.expand_choices[-1]
+        for name, p in self.named_parameters(recurse=False):
+            if name.startswith("transform_"):
+                p.copy_(torch.eye(p.shape[0], dtype=p.dtype, device=p.device))
 
     def mid_channels(self, expand: int) -> int:
         return make_divisible(round(self.cin * expand), 8)
