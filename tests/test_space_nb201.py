@@ -361,3 +361,23 @@ def test_build_subnet_rejects_mismatched_supernet():
         a.build_subnet(arch, b.build_supernet())
     with pytest.raises(TypeError):
         a.build_subnet(arch, nn.Linear(2, 2))
+
+
+def test_supernet_copies_keep_mask_and_weights(tmp_path):
+    import copy
+    import pickle
+
+    space = _small()
+    sup = space.build_supernet()
+    mask = space.full_mask()
+    mask["edge_3_2"] = torch.tensor([True, False, False, False, False])
+    sup.set_mask(mask)
+    for clone in (copy.deepcopy(sup), pickle.loads(pickle.dumps(sup))):
+        assert torch.equal(clone.get_mask()["edge_3_2"], mask["edge_3_2"])
+        with pytest.raises(ValueError, match="mask disables"):
+            clone.set_arch(_arch(["skip_connect"] * 6))
+    fresh = space.build_supernet()
+    fresh.load_state_dict(sup.state_dict())  # the post-load hook refreshes the host-side mask
+    with pytest.raises(ValueError, match="mask disables"):
+        fresh.set_arch(_arch(["skip_connect"] * 6))
+    fresh.set_arch(_arch(["skip_connect"] * 5 + ["none"]))

@@ -231,6 +231,11 @@ class NB201Network(_NB201Body):
         return f"arch={nb201_string(self.arch)}"
 
 
+def _refresh_mask_cache_hook(module: "NB201Supernet", incompatible_keys) -> None:
+    """load_state_dict post-hook (a module-level function, so supernets stay picklable)."""
+    module._refresh_mask_cache()
+
+
 class NB201Supernet(_NB201Body, Supernet):
     """Weight-sharing NB201 supernet: every cell holds all 5 candidates of each of its 6 edges.
 
@@ -243,6 +248,16 @@ class NB201Supernet(_NB201Body, Supernet):
         super().__init__(lambda c: NB201SearchCell(c, affine, track_running_stats),
                          C, N, num_classes, in_channels, affine, track_running_stats)
         self._arch: Arch | None = None
+        # host copy of the mask buffers, so set_arch never synchronises with the device; refreshed
+        # by set_mask and after load_state_dict
+        self._mask_cache: dict[str, tuple[bool, ...]] = {}
+        self._refresh_mask_cache()
+        self.register_load_state_dict_post_hook(_refresh_mask_cache_hook)
+
+    def _refresh_mask_cache(self) -> None:
+        cell = self.search_cells()[0]
+        self._mask_cache = {k: tuple(bool(b) for b in cell.edges[k].mask.tolist())
+                            for k in NB201_EDGE_KEYS}
 
     def search_cells(self) -> list[NB201SearchCell]:
         return [c for c in self.cells if isinstance(c, NB201SearchCell)]
@@ -254,8 +269,7 @@ class NB201Supernet(_NB201Body, Supernet):
 
     def get_mask(self) -> Mask:
         """The allowed candidates, key -> BoolTensor (5,) (from the first cell; all cells agree)."""
-        cell = self.search_cells()[0]
-        return {k: cell.edges[k].mask.detach().cpu().clone() for k in NB201_EDGE_KEYS}
+        return {k: torch.tensor(v, dtype=torch.bool) for k, v in self._mask_cache.items()}
 
     def set_mask(self, mask: Mapping[str, torch.Tensor]) -> None:
         """Restrict the supernet to ``mask`` (validated like ``NB201Space.validate_mask``)."""
@@ -269,11 +283,11 @@ class NB201Supernet(_NB201Body, Supernet):
         for cell in self.search_cells():
             for k, edge in cell.edges.items():
                 edge.mask.copy_(clean[k].to(edge.mask.device))
+        self._refresh_mask_cache()
 
     def set_arch(self, arch: Mapping[str, str]) -> None:
         arch = _check_arch("NB201Supernet.set_arch", arch)
-        mask = self.get_mask()
-        bad = [k for k, v in arch.items() if not bool(mask[k][NB201_OPS.index(v)])]
+        bad = [k for k, v in arch.items() if not self._mask_cache[k][NB201_OPS.index(v)]]
         if bad:
             raise ValueError(f"NB201Supernet.set_arch: {nb201_string(arch)} uses candidates the "
                              f"supernet's mask disables on {bad}")
