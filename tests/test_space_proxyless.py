@@ -196,7 +196,8 @@ def test_bad_inputs():
         sp.validate_mask(dict(m, s9_c0=torch.ones(6, dtype=torch.bool)))
     for opts in (dict(width=0), dict(width=-1.0), dict(width=float("nan")), dict(width="1"),
                  dict(input_size=16), dict(input_size=0), dict(num_classes=0),
-                 dict(in_channels=0), dict(stage_widths=(24, 40)), dict(stage_widths=(24, 40, 80, 96, 192, 0))):
+                 dict(in_channels=0), dict(stage_widths=(24, 40)),
+                 dict(stage_widths=(24, 40, 80, 96, 192, 0))):
         with pytest.raises(ValueError):
             get_space("proxyless", **opts)
     with pytest.raises(ValueError, match="input_size"):

@@ -83,7 +83,8 @@ def load_naslid_mask(src, space: SearchSpace, ofa_choices: Mapping | None = None
     for k, v in base.items():
         if k not in space.decisions:
             raise ValueError(f"{fn}: key {k!r} is not a decision of the ofa space "
-                             f"(max depth {space.max_depth}: keys depth1..5, ks_block1..{5 * space.max_depth})")
+                             f"(max depth {space.max_depth}: keys depth1..5, "
+                             f"ks_block1..{5 * space.max_depth})")
         kind = "depth" if k.startswith("depth") else "kernel" if k.startswith("ks_") else "expand"
         src_vals = tuple(choices[kind])
         if not isinstance(v, (list, tuple)) or len(v) != len(src_vals):
