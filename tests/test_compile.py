@@ -46,28 +46,32 @@ def test_opcheck_cuda(op, args):
 
 
 def _backends(op):
+    """(naslid backend, torch.compile backend). The torch backend's graph is large: inductor's cold
+    compile of it takes about a minute on 2 cores, so the fast suite traces it with aot_eager (dynamo
+    + fake tensors + AOT autograd, no codegen) and the inductor variant is marked slow."""
     return [
-        "torch",
-        pytest.param("ext", marks=pytest.mark.skipif(not ext_has(op), reason=f"no CPU kernel for naslid::{op} yet")),
+        pytest.param("ext", "inductor", marks=pytest.mark.skipif(not ext_has(op), reason=f"no CPU kernel for naslid::{op} yet")),
+        ("torch", "aot_eager"),
+        pytest.param("torch", "inductor", marks=pytest.mark.slow),
     ]
 
 
-@pytest.mark.parametrize("backend", _backends("lid_profile"))
-def test_compile_fullgraph_lid_profile(factories, backend):
+@pytest.mark.parametrize("backend,compiler", _backends("lid_profile"))
+def test_compile_fullgraph_lid_profile(factories, backend, compiler):
     torch._dynamo.reset()
     feats = factories.bn_relu_features(n=32, widths=(4, 8), hw=8)
 
     def profile(fs):
         return naslid_ext.lid_profile(fs, 6, backend=backend)
 
-    compiled = torch.compile(profile, fullgraph=True)
+    compiled = torch.compile(profile, fullgraph=True, backend=compiler)
     got = compiled(feats)
     torch.testing.assert_close(got, naslid_ext.lid_profile(feats, 6, backend=backend), rtol=1e-5, atol=0)
     assert got.shape == (2,)
 
 
-@pytest.mark.parametrize("backend", _backends("knn"))
-def test_compile_fullgraph_knn_and_lid(backend):
+@pytest.mark.parametrize("backend,compiler", _backends("knn"))
+def test_compile_fullgraph_knn_and_lid(backend, compiler):
     if backend == "ext" and not ext_has("knn_lid"):
         pytest.skip("no CPU kernel for naslid::knn_lid yet")
     torch._dynamo.reset()
@@ -77,7 +81,7 @@ def test_compile_fullgraph_knn_and_lid(backend):
         d, i = naslid_ext.knn(t, 4, backend=backend)
         return d, i, naslid_ext.lid(t, 4, batched=True, backend=backend), naslid_ext.lid_mle(d)
 
-    got = torch.compile(fn, fullgraph=True)(x)
+    got = torch.compile(fn, fullgraph=True, backend=compiler)(x)
     want = fn(x)
     assert torch.equal(got[1], want[1])
     for a, b in zip(got[::2] + got[3:], want[::2] + want[3:]):
