@@ -1,0 +1,245 @@
+"""The ``naslid`` command line: ``search``, ``spaces``, ``bench-memory``.
+
+    naslid search                      # quick preset: NB201 (tiny) on digits, CPU, ~2 min
+    naslid search --preset paper --data-dir ~/data --benchmark nb201.csv --device cuda
+    naslid search --config my.yaml --criterion grad --out runs/gm
+    naslid search --resume --out runs/gm   # continue a killed run
+    torchrun --nproc-per-node 2 -m naslid.cli search ...   # or the `naslid` script under torchrun
+    naslid spaces nb201 --arch '|nor_conv_3x3~0|+|...|'
+    naslid bench-memory --space nb201 --batch 32 --input-size 224 --json mem.json
+
+Errors in the inputs (unknown names, missing files, impossible schedules, a foreign output folder)
+print one line ``naslid search: error: ...`` and exit with status 2 before any work starts.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+EXIT_BAD_INPUT = 2
+
+
+def _csv_ints(s: str) -> list[int]:
+    try:
+        return [int(x) for x in s.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def _set_value(s: str):
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"--set expects section.field=value, got {s!r}")
+    key, val = s.split("=", 1)
+    return key.strip(), yaml.safe_load(val)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="naslid", description="NAS-LID: split one-shot supernets by local "
+                                "intrinsic dimension, then search.")
+    sub = p.add_subparsers(dest="command", metavar="{search,spaces,bench-memory}")
+
+    s = sub.add_parser("search", help="run a search (default: quick preset, NB201 on digits, CPU)",
+                       description="Warm-up, split (LID / GM / random / none), sub-supernet training, "
+                       "evolutionary search, ranking against a benchmark. CLI options override --config, "
+                       "which overrides --preset (default quick).")
+    s.add_argument("--preset", choices=("quick", "paper"), help="base settings (default quick)")
+    s.add_argument("--config", metavar="FILE", help="YAML config (any subset of the fields of naslid.config)")
+    s.add_argument("--space", help="nb201 | proxyless | ofa")
+    s.add_argument("--dataset", help="digits | cifar10 | cifar100 | npz | imagefolder")
+    s.add_argument("--data-dir", help="dataset location (npz: the file)")
+    s.add_argument("--image-size", type=int, help="digits / imagefolder image size")
+    s.add_argument("--max-train", type=int, help="cap on training images (stratified subset)")
+    s.add_argument("--max-valid", type=int, help="cap on validation images")
+    s.add_argument("--criterion", help="lid | grad | random | none")
+    s.add_argument("--partition", help="mincut | spectral | gmm")
+    s.add_argument("--similarity", help="cosine | euclidean | correlation")
+    s.add_argument("--edge-rule", help="paper | code | gm (default: paper for lid, gm for grad)")
+    s.add_argument("--repeats", type=int, help="R: batches / random paths averaged per op vector")
+    s.add_argument("--levels", type=int, help="number of split levels (keeps the preset's epochs per level)")
+    s.add_argument("--warmup", type=_csv_ints, metavar="E1,E2,...",
+                   help="cumulative warm-up epochs per level, e.g. 20,40,60,80 (sets the levels)")
+    s.add_argument("--leaf-epochs", type=int, help="epochs of further training of each leaf")
+    s.add_argument("--leaf-init", help="inherit | reinit")
+    s.add_argument("--search", dest="search_method", help="evolution | random")
+    s.add_argument("--benchmark", metavar="FILE", help="ground-truth CSV (arch + *_acc columns)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--device", help="cpu | cuda | cuda:N | auto")
+    s.add_argument("--out", metavar="DIR", help="run folder (default runs/search-<UTC time>)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (default: the newest runs/search-*)")
+    s.add_argument("--set", dest="sets", action="append", type=_set_value, default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override any config field, e.g. --set search.population=10 (repeatable)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sp = sub.add_parser("spaces", help="describe a search space (decisions, sizes, an arch's cost)")
+    sp.add_argument("name", nargs="?", default="nb201", help="nb201 | proxyless | ofa")
+    sp.add_argument("--arch", help="an architecture string of the space")
+    sp.add_argument("--opt", action="append", type=_set_value, default=[], metavar="KEY=VALUE",
+                    help="space option, e.g. --opt C=16 --opt N=5 (repeatable)")
+
+    sub.add_parser("bench-memory", help="peak memory / time of the LID and GM split step", add_help=False)
+    return p
+
+
+def overrides_from_args(a: argparse.Namespace, base_warmup: list[int] | None = None) -> dict:
+    """The nested override mapping of the given CLI flags (None: not given)."""
+    o: dict = {}
+
+    def put(path: str, val):
+        if val is None:
+            return
+        sec, _, key = path.partition(".")
+        if key:
+            o.setdefault(sec, {})[key] = val
+        else:
+            o[sec] = val
+
+    put("space.name", a.space)
+    put("data.dataset", a.dataset)
+    put("data.data_dir", a.data_dir)
+    put("data.image_size", a.image_size)
+    put("data.max_train", a.max_train)
+    put("data.max_valid", a.max_valid)
+    put("split.criterion", a.criterion)
+    put("split.partition", a.partition)
+    put("split.similarity", a.similarity)
+    put("split.edge_rule", a.edge_rule)
+    put("split.repeats", a.repeats)
+    put("train.leaf_epochs", a.leaf_epochs)
+    put("train.leaf_init", a.leaf_init)
+    put("search.method", a.search_method)
+    put("benchmark.file", a.benchmark)
+    put("seed", a.seed)
+    put("device", a.device)
+    put("out", a.out)
+    if a.warmup is not None:
+        put("train.warmup_epochs", a.warmup)
+    if a.levels is not None:
+        if a.levels < 1:
+            raise ValueError(f"--levels: must be >= 1, got {a.levels}")
+        if a.warmup is not None and len(a.warmup) != a.levels:
+            raise ValueError(f"--levels {a.levels} disagrees with --warmup {a.warmup} ({len(a.warmup)} levels)")
+        if a.warmup is None:
+            step = (base_warmup or [1])[0]
+            put("train.warmup_epochs", [step * (i + 1) for i in range(a.levels)])
+    for key, val in a.sets:
+        sec, _, field = key.partition(".")
+        if field:
+            o.setdefault(sec, {})[field] = val
+        else:
+            o[sec] = val
+    if a.resume:
+        o["resume"] = True
+    if a.quiet:
+        o["quiet"] = True
+    return o
+
+
+def latest_run(root: Path = Path("runs")) -> Path | None:
+    """The newest ``runs/search-*`` folder holding a run manifest."""
+    if not root.is_dir():
+        return None
+    runs = sorted((p for p in root.glob("search-*") if (p / "run.json").exists()), key=lambda p: p.name)
+    return runs[-1] if runs else None
+
+
+def resolve_config(a: argparse.Namespace):
+    """Preset < --config < CLI flags; on --resume without --out, the newest run's folder and its
+    config are used (flags still override)."""
+    from .config import SearchConfig, load_config
+
+    if a.resume and a.out is None:
+        last = latest_run()
+        if last is None:
+            raise ValueError("--resume: no --out given and no runs/search-* folder to resume")
+        a.out = str(last)
+    base = load_config(preset=a.preset, config_file=a.config)
+    if a.resume and a.config is None and a.preset is None and (Path(a.out) / "config.yaml").is_file():
+        base = SearchConfig.from_yaml(Path(a.out) / "config.yaml", base=base)
+    cfg = SearchConfig.from_dict(overrides_from_args(a, base.train.warmup_epochs), base=base)
+    if cfg.out is None:
+        cfg.out = os.path.join("runs", "search-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+    return cfg
+
+
+def cmd_search(a: argparse.Namespace) -> int:
+    from . import pipeline
+    from .distributed import DistContext
+
+    cfg = resolve_config(a)
+    ctx = DistContext.from_env(cfg.device)
+    try:
+        result = pipeline.run_search(cfg, dist=ctx, echo=(print if ctx.is_main else None))
+    finally:
+        ctx.close()
+    if ctx.is_main:
+        print_summary(result)
+    return 0
+
+
+def print_summary(result) -> None:
+    print(f"best architecture: {result.best_arch}")
+    if result.best_valid_acc is not None:
+        print(f"  validation accuracy with inherited weights: {100 * result.best_valid_acc:.2f} % "
+              f"(sub-supernet {result.best_leaf})")
+    for col, val in (result.best_arch_benchmark or {}).items():
+        print(f"  benchmark {col}: {val}")
+    for subset, cols in (result.ranking or {}).items():
+        if isinstance(cols, dict):
+            for col, v in cols.items():
+                if isinstance(v, dict) and "kendall_tau" in v:
+                    print(f"  ranking {subset} ({v.get('n', '?')} archs) vs {col}: Kendall tau "
+                          f"{v['kendall_tau']:.3f}, Spearman rho {v.get('spearman_rho', float('nan')):.3f}")
+    total = sum(result.timings.values()) if result.timings else 0.0
+    print(f"time {total:.1f} s; report: {os.path.join(result.out_dir, 'result.json')} "
+          f"(plots: {os.path.join(result.out_dir, 'plots')}, TensorBoard: tensorboard --logdir "
+          f"{os.path.join(result.out_dir, 'tb')})")
+
+
+def cmd_spaces(a: argparse.Namespace) -> int:
+    from .spaces.describe import describe_space
+
+    print(describe_space(a.name, arch=a.arch, **dict(a.opt)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] == "bench-memory":
+        from .memory import bench_memory_main
+
+        return int(bench_memory_main(argv[1:]) or 0)
+    parser = build_parser()
+    if not argv:
+        argv = ["search"]
+    a = parser.parse_args(argv)
+    if a.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        if a.command == "search":
+            return cmd_search(a)
+        if a.command == "spaces":
+            return cmd_spaces(a)
+    except KeyboardInterrupt:
+        out = getattr(a, "out", None)
+        print(f"naslid {a.command}: interrupted" + (f"; continue with: naslid search --resume --out {out}"
+                                                    if out else ""), file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, PermissionError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"naslid {a.command}: error: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    parser.print_help()
+    return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""The run report: ``result.json``, TensorBoard scalars and PNG plots (matplotlib, Agg backend).
+
+``write_report(out_dir, result, histories)`` writes, in the run folder:
+
+- ``result.json``  (atomically; keys: best_arch, best_arch_benchmark, split_tree, ranking, timings,
+  peak_memory_bytes, ... see ``naslid.pipeline.SearchResult``)
+- ``tb/``          TensorBoard scalars: per node training loss / accuracy per epoch, search
+  fitness per generation, ranking τ / ρ
+- ``plots/similarity_<node>.png``  similarity matrices of every decision a split examined
+- ``plots/lid_<node>.png``          LID profile (LID per layer) of every op of the chosen decision
+- ``plots/split_tree.png``          the split tree with each node's mask summary
+- ``plots/pred_vs_true_<column>.png``  sub-supernet accuracy against the benchmark, per column
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from .checkpoint import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _short(op: str) -> str:
+    return (op.replace("nor_conv_", "conv").replace("avg_pool_", "pool").replace("skip_connect", "skip")
+            .replace("none", "none"))
+
+
+def plot_similarity(node: Mapping[str, Any], path: Path) -> bool:
+    """Heatmaps of every examined decision's similarity matrix (one panel per decision)."""
+    rec = node.get("split") or {}
+    decisions = rec.get("decisions") or {}
+    if not decisions:
+        return False
+    plt = _plt()
+    keys = list(decisions)
+    n = len(keys)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.1 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, keys):
+        d = decisions[key]
+        sim = d.get("similarity") or []
+        ops = [_short(o) for o in d.get("ops", [])]
+        im = ax.imshow(sim, cmap="viridis")
+        ax.set_xticks(range(len(ops)), ops, rotation=60, fontsize=7)
+        ax.set_yticks(range(len(ops)), ops, fontsize=7)
+        chosen = " (chosen)" if key == rec.get("chosen") else ""
+        ax.set_title(f"{key}{chosen}\nscore {d.get('rule_value', float('nan')):.3g}", fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"node {node['id']}: {rec.get('criterion')} similarity ({rec.get('similarity')})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def plot_lid_profiles(node: Mapping[str, Any], path: Path) -> bool:
+    """LID per layer for every op of every examined decision (LID criterion only)."""
+    rec = node.get("split") or {}
+    decisions = rec.get("decisions") or {}
+    if rec.get("criterion") != "lid" or not decisions:
+        return False
+    plt = _plt()
+    keys = list(decisions)
+    n = len(keys)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, keys):
+        d = decisions[key]
+        for op, vec in zip(d.get("ops", []), d.get("vectors") or []):
+            ax.plot(range(1, len(vec) + 1), vec, marker=".", label=_short(op))
+        ax.set_title(key + (" (chosen)" if key == rec.get("chosen") else ""), fontsize=8)
+        ax.set_xlabel("LID layer", fontsize=7)
+        ax.set_ylabel("LID", fontsize=7)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"node {node['id']}: LID profiles per op", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def plot_split_tree(tree: Mapping[str, Mapping[str, Any]], path: Path) -> None:
+    """The split tree: one box per node (id, archs, chosen decision and groups)."""
+    plt = _plt()
+    levels: dict[int, list[str]] = {}
+    for nid, node in tree.items():
+        levels.setdefault(nid.count("."), []).append(nid)
+    depth = max(levels) + 1
+    width = max(len(v) for v in levels.values())
+    fig, ax = plt.subplots(figsize=(max(4.0, 2.6 * width), 1.6 * depth + 0.6))
+    pos = {}
+    for lv, ids in levels.items():
+        ids.sort()
+        for i, nid in enumerate(ids):
+            pos[nid] = ((i + 0.5) / len(ids), 1.0 - (lv + 0.5) / depth)
+    for nid, node in tree.items():
+        for c in node.get("children", []):
+            if c in pos:
+                ax.plot([pos[nid][0], pos[c][0]], [pos[nid][1], pos[c][1]], color="0.6", zorder=1)
+    for nid, node in tree.items():
+        rec = node.get("split") or {}
+        label = f"{nid}\n{node.get('num_archs', '?')} archs"
+        if rec.get("split"):
+            groups = " | ".join("+".join(_short(o) for o in g) for g in rec.get("groups") or [])
+            label += f"\nsplit {rec.get('chosen')}\n{groups}"
+        elif node.get("leaf"):
+            label += "\nleaf"
+        x, y = pos[nid]
+        ax.text(x, y, label, ha="center", va="center", fontsize=7, zorder=2,
+                bbox=dict(boxstyle="round", fc="lightyellow" if node.get("leaf") else "lightblue", ec="0.4"))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    ax.set_title("split tree", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_pred_vs_true(points: Mapping[str, Any], ranking: Mapping[str, Any], out: Path) -> list[str]:
+    """Scatter of sub-supernet accuracy (x) against each benchmark column (y)."""
+    if not points or not points.get("predicted"):
+        return []
+    plt = _plt()
+    written = []
+    pred = points["predicted"]
+    for col, true in points.get("true", {}).items():
+        fig, ax = plt.subplots(figsize=(4.2, 3.8))
+        ax.scatter(pred, true, s=6, alpha=0.6)
+        tau = (ranking.get("sampled", {}).get(col, {}) or {}).get("kendall_tau")
+        ax.set_xlabel("sub-supernet accuracy (inherited weights)")
+        ax.set_ylabel(col)
+        ax.set_title(f"predicted vs true ({len(pred)} archs)"
+                     + (f", sampled τ = {tau:.3f}" if isinstance(tau, (int, float)) else ""), fontsize=9)
+        fig.tight_layout()
+        p = out / f"pred_vs_true_{col}.png"
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        written.append(p.name)
+    return written
+
+
+def write_tensorboard(tb_dir: Path, tree: Mapping[str, Mapping[str, Any]], search_history: list,
+                      ranking: Mapping[str, Any]) -> bool:
+    """Scalars from the recorded histories (written once at the end, so a resumed run has no
+    duplicated points)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception as e:  # noqa: BLE001 - tensorboard missing or broken: report without it
+        log.warning("TensorBoard scalars skipped: %s", e)
+        return False
+    w = SummaryWriter(log_dir=str(tb_dir))
+    try:
+        for nid, node in tree.items():
+            for h in node.get("history", []):
+                for k in ("loss", "acc"):
+                    if k in h:
+                        w.add_scalar(f"train/{nid}/{k}", h[k], h["epoch"])
+        for h in search_history or []:
+            if isinstance(h, Mapping):
+                step = h.get("generation", 0)
+                for k, v in h.items():
+                    if k != "generation" and isinstance(v, (int, float)):
+                        w.add_scalar(f"search/{k}", v, step)
+        for subset, cols in (ranking or {}).items():
+            if isinstance(cols, Mapping):
+                for col, vals in cols.items():
+                    if isinstance(vals, Mapping):
+                        for k, v in vals.items():
+                            if isinstance(v, (int, float)):
+                                w.add_scalar(f"ranking/{subset}/{col}/{k}", v, 0)
+    finally:
+        w.close()
+    return True
+
+
+def write_report(out_dir: str | Path, result: Mapping[str, Any], *, search_history: list | None = None,
+                 ranking_points: Mapping[str, Any] | None = None) -> dict:
+    """Plots, TensorBoard scalars, then ``result.json`` (atomically, last). Returns the list of
+    written artefacts (relative paths) by kind."""
+    out = Path(out_dir)
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    tree = result.get("split_tree", {})
+    written: dict[str, list[str]] = {"plots": []}
+    for nid, node in tree.items():
+        if plot_similarity(node, plots / f"similarity_{nid}.png"):
+            written["plots"].append(f"plots/similarity_{nid}.png")
+        if plot_lid_profiles(node, plots / f"lid_{nid}.png"):
+            written["plots"].append(f"plots/lid_{nid}.png")
+    plot_split_tree(tree, plots / "split_tree.png")
+    written["plots"].append("plots/split_tree.png")
+    written["plots"] += [f"plots/{p}" for p in plot_pred_vs_true(ranking_points or {}, result.get("ranking") or {}, plots)]
+    written["tensorboard"] = ["tb"] if write_tensorboard(out / "tb", tree, search_history or [], result.get("ranking") or {}) else []
+    final = dict(result)
+    final["artifacts"] = written
+    atomic_write_json(out / "result.json", final)
+    return written
