@@ -31,7 +31,7 @@ template <typename T>
 void write_lid(const TopK<T>& tk, Estimator est, T* out) {
   using acc_t = T;  // float accumulates in float, double in double (lid_math.h convention)
   for (int64_t i = 0; i < tk.n; ++i)
-    out[i] = T(lid_from_sorted_sqdist<acc_t, T>(tk.dist.data() + i * tk.k, tk.k, est));
+    out[i] = T(lid_from_sorted_sqdist<acc_t, T>(tk.dist.data() + i * tk.k, tk.kout, est));
 }
 
 std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const at::Tensor& y, int64_t k,
@@ -55,8 +55,7 @@ std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const at::Tensor
       const T* yb = yp + b * M * D;
       TopK<T> tk = same ? self_knn<T>(xb, N, D, k, exclude_self, par)
                         : cross_knn<T>(xb, N, yb, M, D, k, exclude_self, par);
-      std::copy(tk.dist.begin(), tk.dist.end(), dp + b * N * k);
-      std::copy(tk.idx.begin(), tk.idx.end(), ip + b * N * k);
+      tk.write(dp + b * N * k, ip + b * N * k);
     });
   });
   return {dist, idx};

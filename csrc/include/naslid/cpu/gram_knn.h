@@ -47,6 +47,19 @@ inline double kappa_max<double>() {
 }
 
 // Exact squared distance of two rows by direct differences, accumulated in double.
+// Near-tie tolerance: two computed distances closer than tie_tol<T>() * (n_i + n_j) may be equal
+// in exact arithmetic; both are then recomputed exactly so that ties go to the lower index.
+template <typename T>
+inline T tie_tol();
+template <>
+inline float tie_tol<float>() {
+  return 1.0f / 131072.0f;  // 2^-17
+}
+template <>
+inline double tie_tol<double>() {
+  return 1.0 / 1099511627776.0;  // 2^-40
+}
+
 template <typename T>
 inline double exact_sqdist(const T* a, const T* b, int64_t D) {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -68,18 +81,28 @@ inline double exact_sqdist(const T* a, const T* b, int64_t D) {
   return (s0 + s1) + (s2 + s3);
 }
 
-// Running top-k lists of N rows.
+// Running top-k lists of N rows. k is the internal list length: one more than the requested
+// kout when there are enough candidates, so that a tie at the k-th place can be resolved.
 template <typename T>
 struct TopK {
-  int64_t n = 0, k = 0;
+  int64_t n = 0, k = 0, kout = 0;
   std::vector<T> dist;       // (n, k)
   std::vector<int64_t> idx;  // (n, k)
   std::vector<int64_t> cnt;  // (n)
   std::vector<T> thr;        // (n) current k-th distance, +inf while fewer than k
 
-  TopK(int64_t n_, int64_t k_)
-      : n(n_), k(k_), dist(n_ * k_), idx(n_ * k_), cnt(n_, 0),
-        thr(n_, std::numeric_limits<T>::infinity()) {}
+  TopK(int64_t n_, int64_t kout_, int64_t candidates)
+      : n(n_), k(std::min(kout_ + 1, candidates)), kout(kout_), dist(n_ * k), idx(n_ * k),
+        cnt(n_, 0), thr(n_, std::numeric_limits<T>::infinity()) {}
+
+  // Copies the first kout entries of every row to dist_out / idx_out ((n, kout) row-major).
+  void write(T* dist_out, int64_t* idx_out) const {
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t t = 0; t < kout; ++t) {
+        if (dist_out) dist_out[i * kout + t] = dist[i * k + t];
+        if (idx_out) idx_out[i * kout + t] = idx[i * k + t];
+      }
+  }
 
   inline void insert(int64_t row, T d, int64_t j) {
     T* dr = dist.data() + row * k;
@@ -199,18 +222,26 @@ template <typename T>
 inline void refine(TopK<T>& tk, const T* Xq, const T* Xr, int64_t D, const T* nq, const T* nr,
                    bool par) {
   const T km = kappa_max<T>();
+  const T tt = tie_tol<T>();
   const int64_t k = tk.k;
   maybe_parallel_for(par, 0, tk.n, 8, [&](int64_t b, int64_t e) {
+    std::vector<T> tol(k);
+    std::vector<char> redo(k);
     for (int64_t i = b; i < e; ++i) {
       T* dr = tk.dist.data() + i * k;
       int64_t* ir = tk.idx.data() + i * k;
       bool changed = false;
       for (int64_t t = 0; t < k; ++t) {
-        const int64_t j = ir[t];
-        if (!(dr[t] * km > nq[i] + nr[j])) {
-          dr[t] = T(exact_sqdist<T>(Xq + i * D, Xr + j * D, D));
-          changed = true;
-        }
+        const T scale = nq[i] + nr[ir[t]];
+        tol[t] = tt * scale;
+        redo[t] = !(dr[t] * km > scale);  // ill-conditioned (includes d == 0)
+      }
+      for (int64_t t = 0; t + 1 < k; ++t)  // near-ties: possibly equal in exact arithmetic
+        if (dr[t + 1] - dr[t] <= tol[t] + tol[t + 1]) redo[t] = redo[t + 1] = 1;
+      for (int64_t t = 0; t < k; ++t) {
+        if (!redo[t]) continue;
+        dr[t] = T(exact_sqdist<T>(Xq + i * D, Xr + ir[t] * D, D));
+        changed = true;
       }
       if (!changed) continue;
       for (int64_t t = 1; t < k; ++t) {  // insertion sort by (distance, index)
@@ -287,13 +318,13 @@ inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vect
 // Self k-NN of one set X (N, D): top-k over j != i (or over all j when !skip_self).
 template <typename T>
 inline TopK<T> self_knn(const T* X, int64_t N, int64_t D, int64_t k, bool skip_self, bool par) {
-  TopK<T> tk(N, k);
+  TopK<T> tk(N, k, skip_self ? N - 1 : N);
   std::vector<T> nrm;
   const double rho = sym_pass<T>(X, N, D, tk, nrm, skip_self, par);
   if (rho > kRhoMax) {
     const std::vector<T> c = rounded_mean<T>(X, N, D);
     at::Tensor Xc = centred_copy<T>(X, N, D, c);
-    tk = TopK<T>(N, k);
+    tk = TopK<T>(N, k, skip_self ? N - 1 : N);
     sym_pass<T>(Xc.data_ptr<T>(), N, D, tk, nrm, skip_self, par);
   }
   refine<T>(tk, X, X, D, nrm.data(), nrm.data(), par);
@@ -360,7 +391,7 @@ inline TopK<T> cross_knn(const T* X, int64_t N, const T* Y, int64_t M, int64_t D
     row_norms<T>(Xg, N, D, nx, par);
     row_norms<T>(Yg, M, D, ny, par);
   }
-  TopK<T> tk(N, k);
+  TopK<T> tk(N, k, exclude_self ? M - 1 : M);
   const int64_t bs = std::min<int64_t>(N, 256);
   const int64_t cm = std::min<int64_t>(M, 4096);
   at::Tensor tbuf = at::empty({bs * cm}, opts);
