@@ -5,6 +5,7 @@ import copy
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
@@ -194,8 +195,8 @@ def test_recalibrate_bn_equals_float64_statistics(trained):
                                             lin.bias.double()) for x, _ in calib]
     mean = torch.stack([f.mean(0) for f in feats]).mean(0)
     var = torch.stack([f.var(0, unbiased=True) for f in feats]).mean(0)
-    torch.testing.assert_close(net.inp[2].running_mean.double(), mean, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(net.inp[2].running_var.double(), var, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(net.inp[2].running_mean.double().numpy(), mean.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(net.inp[2].running_var.double().numpy(), var.numpy(), rtol=1e-4, atol=1e-5)
     assert not torch.allclose(old_mean, net.inp[2].running_mean)
     # an inactive candidate's BN is reset (never saw data)
     assert torch.equal(net.blocks["d1"].cands[0][1].running_mean, torch.zeros(16))
@@ -287,3 +288,52 @@ def test_nb201_train_and_evaluate_smoke():
     acc = evaluate_arch(space, net, arch, valid, calib_batches=calib)
     assert acc == evaluate_arch(space, net, arch, valid, calib_batches=calib)
     assert 0.0 <= acc <= 100.0
+
+
+def _avg_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+
+    from naslid.training import average_gradients
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+        net[0].weight.grad = torch.full((2, 2), float(rank + 1))
+        net[0].bias.grad = torch.tensor([float(rank), 10.0 * rank])
+        average_gradients(net)
+        torch.save({"w": net[0].weight.grad, "b": net[0].bias.grad, "none": net[1].weight.grad},
+                   f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_average_gradients_two_gloo_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_avg_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    for r in range(2):
+        got = torch.load(tmp_path / f"rank{r}.pt")
+        assert torch.equal(got["w"], torch.full((2, 2), 1.5))
+        assert torch.equal(got["b"], torch.tensor([0.5, 5.0]))
+        assert got["none"] is None
+    from naslid.training import average_gradients
+
+    with pytest.raises(RuntimeError, match="not initialised"):
+        average_gradients(torch.nn.Linear(2, 2))
+
+
+def test_average_gradients_single_process_group(tmp_path):
+    import torch.distributed as dist
+
+    from naslid.training import average_gradients
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init1'}", rank=0, world_size=1)
+    try:
+        net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+        net[0].weight.grad = torch.arange(4.0).view(2, 2)
+        average_gradients(net)
+        assert torch.equal(net[0].weight.grad, torch.arange(4.0).view(2, 2))
+        assert net[0].bias.grad is None and net[1].weight.grad is None
+    finally:
+        dist.destroy_process_group()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -84,8 +84,8 @@ def make_generator(seed: int) -> torch.Generator:
 def train_epoch(space: SearchSpace, supernet: Supernet, mask: Mapping, loader: Iterable,
                 optimizer: torch.optim.Optimizer, *, generator: torch.Generator,
                 device: torch.device | str = "cpu", scheduler=None, grad_clip: float | None = None,
-                max_batches: int | None = None, progress: bool = False, desc: str = "train"
-                ) -> dict:
+                max_batches: int | None = None, progress: bool = False, desc: str = "train",
+                after_backward: Callable[[nn.Module], None] | None = None) -> dict:
     """Train ``supernet`` for one pass over ``loader`` with uniform single-path sampling in ``mask``.
 
     Args:
@@ -97,6 +97,9 @@ def train_epoch(space: SearchSpace, supernet: Supernet, mask: Mapping, loader: I
         generator: CPU generator for the per-batch architecture draws (mutated in place).
         grad_clip: max global gradient norm, or None.
         max_batches: stop after this many batches (CPU-scale runs, tests).
+        after_backward: called with ``supernet`` after every backward, before clipping and the
+            optimiser step (data-parallel training: ``average_gradients``). Every rank must draw
+            the same archs, i.e. use generators with the same seed/state.
     Returns ``{"loss": mean loss, "acc": accuracy %, "samples": n, "batches": b, "lr": last lr}``
     (sample-weighted means). FloatingPointError on a non-finite loss, naming the batch.
     """
@@ -127,6 +130,8 @@ def train_epoch(space: SearchSpace, supernet: Supernet, mask: Mapping, loader: I
                     f"{space.arch_to_string(arch)}); lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if after_backward is not None:
+                after_backward(supernet)
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(supernet.parameters(), grad_clip)
             optimizer.step()
@@ -165,3 +170,26 @@ def reinit_parameters(module: nn.Module, seed: int) -> nn.Module:
             elif hasattr(m, "reset_parameters") and callable(m.reset_parameters):
                 m.reset_parameters()
     return module
+
+
+def average_gradients(module: nn.Module, group=None) -> None:
+    """All-reduce (mean) the gradients of ``module`` over the ``torch.distributed`` group; for
+    ``train_epoch(after_backward=...)``. Parameters without a gradient (candidates off the sampled
+    path: the same on every rank, as all ranks draw the same arch) stay ``None``, so weight decay
+    and momentum skip them exactly as in a single-process run."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("average_gradients: torch.distributed is not initialised")
+    world = dist.get_world_size(group)
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, group=group)
+    flat /= world
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
