@@ -365,7 +365,44 @@ def test_count_macs_matches_hook_counter(width, size):
         assert (sp.count_macs(a, size, count_se=False) < sp.count_macs(a, size)) == (se > 0)
 
 
+def test_net_config_round_trip():
+    from naslid.spaces.reference import config_space_options, load_net_config, to_net_config
+
+    g = torch.Generator().manual_seed(12)
+    for width, opts in ((0.25, {}), (1.2, dict(depth_choices=(3, 4), expand_choices=(4, 6))),
+                        (1.0, dict(depth_choices=(1, 2, 3)))):
+        sp = OFASpace(width=width, num_classes=7, **opts)
+        for _ in range(5):
+            a = sp.sample(None, g)
+            cfg = json.loads(json.dumps(to_net_config(sp, a)))
+            assert load_net_config(cfg, sp) == sp.canonical_arch(a)
+        assert config_space_options(cfg)[1]["width"] == width or width == 0.25
+
+
+def _block_fields(cfg):
+    keys = ("name", "in_channels", "out_channels", "kernel_size", "stride", "expand_ratio",
+            "act_func", "use_se")
+    return [tuple(b["mobile_inverted_conv"].get(k) for k in keys) + (b["shortcut"] is not None,)
+            for b in cfg["blocks"]]
+
+
 # ----- reference architectures (shared data) ---------------------------------------------------
+@needs_data
+@pytest.mark.data
+@pytest.mark.parametrize("name", ["GM_OFA_split_3_edge_2_group_subnetwork_1_flops_584.config",
+                                  "GM_OFA_split_2_edge_3_2_group_subnetwork_0_flops_587.config"])
+def test_written_config_reproduces_released_file(name):
+    # our space's structure (widths, strides, activations, SE, shortcuts) == GM-NAS's file
+    from naslid.spaces.reference import load_net_config, space_for_config, to_net_config
+
+    path = REF / name
+    cfg = json.loads(path.read_text())
+    sp = space_for_config(path, dropout=0.0)
+    ours = to_net_config(sp, load_net_config(path, sp))
+    assert _block_fields(ours) == _block_fields(cfg)
+    for k in ("first_conv", "final_expand_layer", "feature_mix_layer", "bn", "classifier"):
+        assert ours[k] == cfg[k], k
+
 @needs_data
 @pytest.mark.data
 @pytest.mark.parametrize("name,mflops", [

@@ -305,7 +305,43 @@ def test_count_macs_matches_hook_counter(width, size):
         assert sp.count_params(a) == sum(p.numel() for p in sub.parameters())  # analytic vs modules
 
 
+def test_net_config_round_trip():
+    from naslid.spaces.reference import config_space_options, load_net_config, to_net_config
+
+    g = torch.Generator().manual_seed(11)
+    for width in (0.25, 1.0, 1.35):
+        sp = ProxylessSpace(width=width, num_classes=7)
+        for _ in range(5):
+            a = sp.sample(None, g)
+            cfg = json.loads(json.dumps(to_net_config(sp, a)))
+            assert load_net_config(cfg, sp) == a
+        if width != 0.25:  # at 0.25 several widths coincide, the width is not identifiable
+            assert config_space_options(cfg)[1]["width"] == width
+
+
+def _block_fields(cfg):
+    keys = ("name", "in_channels", "out_channels", "kernel_size", "stride", "expand_ratio",
+            "act_func", "use_se")
+    return [tuple(b["mobile_inverted_conv"].get(k) for k in keys) + (b["shortcut"] is not None,)
+            for b in cfg["blocks"]]
+
+
 # ----- reference architectures (shared data) ---------------------------------------------------
+@needs_data
+@pytest.mark.data
+@pytest.mark.parametrize("name", ["proxyless_gpu.config",
+                                  "GM_ProxylessNAS_split_2_edge_2_3_group_subnetwork_1.config"])
+def test_written_config_reproduces_released_file(name):
+    from naslid.spaces.reference import load_net_config, space_for_config, to_net_config
+
+    path = REF / name
+    cfg = json.loads(path.read_text())
+    sp = space_for_config(path)
+    ours = to_net_config(sp, load_net_config(path, sp))
+    assert _block_fields(ours) == _block_fields(cfg)
+    for k in ("first_conv", "feature_mix_layer", "bn", "classifier"):
+        assert ours[k] == cfg[k], k
+
 @needs_data
 @pytest.mark.data
 def test_proxyless_gpu_published_counts():

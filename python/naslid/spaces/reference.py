@@ -13,6 +13,7 @@ and OFA spaces) into architectures / masks of our spaces.
 * ``config_space_options(src)``: (space name, options) of the space a config belongs to (width
   found as the multiple of 0.05 that reproduces every channel count); ``space_for_config``.
 * ``single_arch(space, mask)``: the architecture of a one-hot mask.
+* ``to_net_config(space, arch)``: the inverse of ``load_net_config`` (same JSON layout).
 
 Every mismatch raises ValueError naming the file's layer / key and the expected value.
 """
@@ -27,7 +28,7 @@ import torch
 
 from .base import Arch, Mask, SearchSpace
 from .ofa import BASE_WIDTHS as OFA_BASE_WIDTHS, NUM_UNITS, UNIT_ACTS, UNIT_SE, OFASpace
-from .proxyless import ZERO, ProxylessSpace
+from .proxyless import ZERO, ProxylessSpace, parse_op
 from .mobile_blocks import make_divisible
 
 #: NAS-LID's OFA search (``Imagenet_train/train.py``): depth_list [3, 4], expand_ratio_list [4, 6].
@@ -288,3 +289,69 @@ def _ofa_config(fn: str, cfg: Mapping, space: OFASpace) -> Arch:
     _expect(fn, "feature_mix_layer", "(in, out)", (fm["in_channels"], fm["out_channels"]),
             (space.final_expand_channels, space.last_channels))
     return space.validate_arch(OrderedDict((k, arch[k]) for k in space.decisions))
+
+
+# ----------------------------------------------------------------------------------------------
+# writing net configs
+# ----------------------------------------------------------------------------------------------
+def _conv_layer(cin: int, cout: int, kernel: int, stride: int, act: str | None,
+                use_bn: bool = True) -> dict:
+    return {"name": "ConvLayer", "kernel_size": kernel, "stride": stride, "dilation": 1, "groups": 1,
+            "bias": False, "has_shuffle": False, "in_channels": cin, "out_channels": cout,
+            "use_bn": use_bn, "act_func": act, "dropout_rate": 0, "ops_order": "weight_bn_act"}
+
+
+def _identity(c: int) -> dict:
+    return {"name": "IdentityLayer", "in_channels": c, "out_channels": c, "use_bn": False,
+            "act_func": None, "dropout_rate": 0, "ops_order": "weight_bn_act"}
+
+
+def _mb(cin: int, cout: int, kernel: int, stride: int, expand: int, **extra) -> dict:
+    return {"name": "MBInvertedConvLayer", "in_channels": cin, "out_channels": cout,
+            "kernel_size": kernel, "stride": stride, "expand_ratio": expand, "mid_channels": None,
+            **extra}
+
+
+def to_net_config(space: SearchSpace, arch: Mapping[str, str]) -> dict:
+    """The ProxylessNAS / OFA net config (the layout of ``proxyless_gpu.config`` / ``GM_*.config``)
+    of ``arch``; ``load_net_config`` reads it back (OFA: as ``canonical_arch(arch)``)."""
+    arch = space.validate_arch(arch)
+    bn = {"momentum": space.bn_momentum, "eps": space.bn_eps}
+    classifier = {"name": "LinearLayer", "in_features": space.last_channels,
+                  "out_features": space.num_classes, "bias": True, "use_bn": False, "act_func": None,
+                  "dropout_rate": space.dropout, "ops_order": "weight_bn_act"}
+    if isinstance(space, ProxylessSpace):
+        blocks = [{"name": "MobileInvertedResidualBlock", "shortcut": None,
+                   "mobile_inverted_conv": _mb(space.stem_channels, space.first_channels, 3, 1, 1)}]
+        for key, cin, cout, stride, first in space.layers:
+            if arch[key] == ZERO:
+                conv = {"name": "ZeroLayer", "stride": stride}
+            else:
+                k, e = parse_op(arch[key])
+                conv = _mb(cin, cout, k, stride, e)
+            blocks.append({"name": "MobileInvertedResidualBlock", "mobile_inverted_conv": conv,
+                           "shortcut": None if first else _identity(cin)})
+        return {"name": "ProxylessNASNets", "bn": bn,
+                "first_conv": _conv_layer(space.in_channels, space.stem_channels, 3, 2, "relu6"),
+                "blocks": blocks,
+                "feature_mix_layer": _conv_layer(space.stage_widths[-1], space.last_channels, 1, 1,
+                                                 "relu6"),
+                "classifier": classifier}
+    if isinstance(space, OFASpace):
+        first = _mb(space.stem_channels, space.first_channels, 3, 1, 1, act_func="relu", use_se=False)
+        blocks = [{"name": "MobileInvertedResidualBlock", "mobile_inverted_conv": first,
+                   "shortcut": _identity(space.first_channels)}]
+        for u, j, b, cin, cout, stride in space.active_blocks(arch):
+            conv = _mb(cin, cout, int(arch[f"ks_block{b}"]), stride, int(arch[f"er_block{b}"]),
+                       act_func=UNIT_ACTS[u - 1], use_se=UNIT_SE[u - 1])
+            blocks.append({"name": "MobileInvertedResidualBlock", "mobile_inverted_conv": conv,
+                           "shortcut": None if j == 0 else _identity(cin)})
+        return {"name": "OFAMobileNetV3", "bn": bn,
+                "first_conv": _conv_layer(space.in_channels, space.stem_channels, 3, 2, "h_swish"),
+                "blocks": blocks,
+                "final_expand_layer": _conv_layer(space.unit_widths[-1], space.final_expand_channels,
+                                                  1, 1, "h_swish"),
+                "feature_mix_layer": _conv_layer(space.final_expand_channels, space.last_channels,
+                                                 1, 1, "h_swish", use_bn=False),
+                "classifier": classifier}
+    raise ValueError(f"to_net_config: no net config format for space {space.name!r}")
