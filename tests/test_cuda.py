@@ -19,7 +19,8 @@ if not _C.built_with_cuda():
     pytest.skip("naslid_ext._C was built without CUDA kernels (NASLID_CUDA=0 or no nvcc)",
                 allow_module_level=True)
 
-from test_cuda_emulated import _rel, _relu_features, knn_oracle, lid_oracle  # noqa: E402
+from oracle import knn_oracle, lid_oracle  # noqa: E402
+from test_cuda_emulated import _rel, _relu_features  # noqa: E402
 
 ops = torch.ops.naslid
 DEV = torch.device("cuda")

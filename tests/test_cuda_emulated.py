@@ -2,8 +2,9 @@
 
 `naslid_ext._emu` runs the kernels' host+device phase functions (csrc/include/naslid/cuda/) over
 the whole grid (every block, every thread, phase by phase) through the same host pipeline as the
-CUDA ops, with at::bmm on CPU in place of cuBLAS. Compared here with a float64 oracle: k-NN indices
-exactly (ties to the lower index), squared distances and LID to 1e-10 (float64) / 1e-4 (float32).
+CUDA ops, with at::bmm on CPU in place of cuBLAS. Compared here with the float64 oracle of
+tests/oracle.py: k-NN indices exactly (ties to the lower index), squared distances and LID to
+1e-10 (float64) / 1e-4 (float32).
 
 Skips when `naslid_ext._emu` is not built (it is built by `pip install --no-build-isolation -e .`);
 set NASLID_EMU_JIT=1 to JIT-compile it instead (about 90 s).
@@ -15,6 +16,7 @@ import pathlib
 
 import pytest
 import torch
+from oracle import knn_oracle, lid_oracle
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -50,33 +52,6 @@ def emu():
             "with `pip install --no-build-isolation -e .` or set NASLID_EMU_JIT=1"
         )
     return _EMU
-
-
-# ---- float64 oracle (independent of the package: plain loops over sorted float64 distances) ------
-def knn_oracle(x: torch.Tensor, y: torch.Tensor, k: int, exclude_self: bool):
-    """x (B,N,D), y (B,M,D) -> float64 sqdist (B,N,k), idx (B,N,k): stable sort, ties -> lower index."""
-    x64, y64 = x.double(), y.double()
-    B, N, _ = x64.shape
-    d = ((x64[:, :, None, :] - y64[:, None, :, :]) ** 2).sum(-1)  # (B, N, M)
-    out_d = torch.empty(B, N, k, dtype=torch.float64)
-    out_i = torch.empty(B, N, k, dtype=torch.int64)
-    for b in range(B):
-        for i in range(N):
-            cand = [(d[b, i, j].item(), j) for j in range(y.shape[1]) if not (exclude_self and j == i)]
-            cand.sort()  # by (distance, index)
-            out_d[b, i] = torch.tensor([c[0] for c in cand[:k]], dtype=torch.float64)
-            out_i[b, i] = torch.tensor([c[1] for c in cand[:k]])
-    return out_d, out_i
-
-
-def lid_oracle(sqdist: torch.Tensor, estimator: str) -> torch.Tensor:
-    """(..., k) sorted squared distances, all > 0 -> float64 LID (...), term by term."""
-    s = sqdist.double()
-    k = s.shape[-1]
-    sk = s[..., -1:]
-    if estimator == "naslid":
-        return -k / (0.5 * torch.log(s / sk)).sum(-1)
-    return (k - 1) / (0.5 * torch.log(sk / s[..., :-1])).sum(-1)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
