@@ -86,6 +86,8 @@ def test_decisions_and_widths():
         == (24, (32, 48, 96, 136, 192), 1152, 1536)
     assert sp12.decisions["depth1"] == ("3", "4") and sp12.decisions["er_block1"] == ("4", "6")
     assert sp12.num_archs() == (2 * 6 ** 4) ** 5
+    rebuilt = OFASpace(**sp12.options)
+    assert dict(rebuilt.decisions) == dict(sp12.decisions) and rebuilt.blocks == sp12.blocks
     # depth choices up to 3: 3 blocks per unit, block numbers 1..15
     sp3 = OFASpace(depth_choices=(1, 3))
     assert "ks_block15" in sp3.decisions and "ks_block16" not in sp3.decisions

@@ -107,6 +107,8 @@ def test_widths_published_networks():
     # the head stays 1280 below width 1 (ProxylessNAS's rule)
     assert ProxylessSpace(width=0.5).last_channels == 1280
     assert ProxylessSpace().stage_widths == (24, 40, 80, 96, 192, 320)
+    rebuilt = ProxylessSpace(**sp.options)
+    assert rebuilt.layers == sp.layers and rebuilt.last_channels == sp.last_channels
 
 
 def test_parse_op():
