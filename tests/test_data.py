@@ -154,6 +154,10 @@ def test_unknown_dataset_and_bad_args(tmp_path):
         D.load_splits("digits", max_train=0)
     with pytest.raises(ValueError, match="channels"):
         D.load_splits("digits", channels=2)
+    p = tmp_path / "two.npz"
+    _write_npz(p, n_train=2, n_test=1, classes=1)
+    with pytest.raises(ValueError, match="leaves 2 train / 0 valid"):
+        D.load_splits("npz", p, valid_fraction=0.2)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -322,7 +326,9 @@ def test_normalize_oracle():
     mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
     ref = (x.double() / 255 - torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1)) / \
         torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1)
-    torch.testing.assert_close(D.normalize(x, mean, std), ref.float())
+    out = D.normalize(x, mean, std)
+    assert out.dtype == torch.float32
+    np.testing.assert_allclose(out.double().numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_loader_epochs_seeded_and_complete(tmp_path):

@@ -562,6 +562,9 @@ def load_splits(name: str = "digits", data_dir: str | os.PathLike | None = None,
     if len(test) and int(test.labels.max()) >= num_classes:
         num_classes = int(test.labels.max()) + 1
     train, valid = _holdout(full_train, valid_fraction, seed)
+    if len(train) == 0 or len(valid) == 0:
+        raise ValueError(f"load_splits: valid_fraction {valid_fraction} of {len(full_train)} "
+                         f"{name} training images leaves {len(train)} train / {len(valid)} valid")
     train = _limit(train, max_train, seed + 1)
     valid = _limit(valid, max_valid, seed + 2)
     if mean is None:
