@@ -124,9 +124,10 @@ def train_epoch(space: SearchSpace, supernet: Supernet, mask: Mapping, loader: I
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = supernet(x)
             loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
+            lv = float(loss.detach())  # the one host sync per batch
+            if not math.isfinite(lv):
                 raise FloatingPointError(
-                    f"train_epoch: non-finite loss {float(loss.detach())} at batch {b} (arch "
+                    f"train_epoch: non-finite loss {lv} at batch {b} (arch "
                     f"{space.arch_to_string(arch)}); lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -138,8 +139,8 @@ def train_epoch(space: SearchSpace, supernet: Supernet, mask: Mapping, loader: I
             if scheduler is not None:
                 scheduler.step()
             bs = y.numel()
-            loss_sum += float(loss.detach()) * bs
-            correct += int((logits.detach().argmax(1) == y).sum())
+            loss_sum += lv * bs
+            correct = correct + (logits.detach().argmax(1) == y).sum()  # stays on the device
             n += bs
             b += 1
             if bar is not None:
@@ -150,7 +151,7 @@ def train_epoch(space: SearchSpace, supernet: Supernet, mask: Mapping, loader: I
             bar.close()
     if n == 0:
         raise ValueError("train_epoch: the loader yielded no batches")
-    return {"loss": loss_sum / n, "acc": 100.0 * correct / n, "samples": n, "batches": b,
+    return {"loss": loss_sum / n, "acc": 100.0 * int(correct) / n, "samples": n, "batches": b,
             "lr": float(optimizer.param_groups[0]["lr"])}
 
 
