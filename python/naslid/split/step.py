@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -87,7 +87,7 @@ def _partition(sim: np.ndarray, vectors: torch.Tensor | None, cfg: SplitConfig, 
 def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitConfig, *,
                generator: torch.Generator, device: torch.device | str | None = None,
                loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-               progress: bool = False) -> SplitRecord:
+               decisions: Sequence[str] | None = None, progress: bool = False) -> SplitRecord:
     """Split ``supernet`` (of ``space``, restricted to ``mask``) once; see the module docstring.
 
     batches   iterable of (x (B, C, H, W), y (B,)) pairs; the first ``cfg.repeats`` are used (the
@@ -95,6 +95,8 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
     generator seeded ``torch.Generator`` (CPU): random paths, random split, clusterer seeds
     device    where batches are moved (default: the supernet's parameters' device)
     loss_fn   criterion grad's loss (default cross-entropy)
+    decisions restrict the candidate decisions to these keys (default: all unsplit ones); used by
+              ``naslid.memory`` to measure one decision's step
     Returns a ``SplitRecord`` (``record.child_masks`` are JSON masks; ``child_mask_tensors(space)``).
     """
     t0 = time.perf_counter()
@@ -111,6 +113,12 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
         rec.seconds = time.perf_counter() - t0
         return rec
     cands = candidate_decisions(space, mask, cfg.n_groups)
+    if decisions is not None:
+        wanted = list(decisions)
+        unknown = [k for k in wanted if k not in space.decisions]
+        if unknown:
+            raise ValueError(f"split_step: decisions {unknown} are not decisions of space {space.name!r}")
+        cands = [k for k in cands if k in wanted]
     if not cands:
         rec.reason = f"no decision left to split (none is all-true with >= {max(2, cfg.n_groups)} candidates)"
         rec.seconds = time.perf_counter() - t0

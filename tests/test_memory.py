@@ -1,0 +1,111 @@
+"""The memory measurement of naslid.memory: exactness on known allocations, repeatability, errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from naslid.memory import bench_memory, bench_memory_main, measure_peak
+
+MB = 1_000_000
+
+
+def test_known_tensor_within_one_percent():
+    def step():
+        a = torch.empty(10 * MB // 4)      # 10 MB, freed inside the step
+        a.fill_(1.0)
+        del a
+        return None
+
+    m = measure_peak(step, "cpu")
+    assert abs(m["peak_extra_bytes"] - 10 * MB) <= 0.01 * 10 * MB
+
+
+def test_overlapping_and_sequential_allocations():
+    keep = []
+
+    def step():
+        a = torch.ones(6 * MB // 4)        # 6 MB
+        b = torch.ones(3 * MB // 4)        # 3 MB live together with a -> 9 MB
+        del a
+        c = torch.ones(4 * MB // 4)        # 3 + 4 = 7 MB < 9 MB
+        keep.append(c)                     # c outlives the step: still counted once
+        del b
+
+    m = measure_peak(step, "cpu")
+    assert abs(m["peak_extra_bytes"] - 9 * MB) <= 0.01 * 9 * MB
+    # memory live before the step is not counted
+    big = torch.ones(20 * MB // 4)
+    m = measure_peak(lambda: torch.ones(2 * MB // 4).sum(), "cpu")
+    assert abs(m["peak_extra_bytes"] - 2 * MB) <= 0.01 * 2 * MB
+    del big
+
+
+def _small(**kw):
+    return bench_memory("nb201", batch=16, input_size=16, width=0.25, repeats=0, k=5,
+                        space_options={"N": 1}, rss=False, **kw)
+
+
+def test_lid_and_grad_repeatable_within_5_percent():
+    a, b = _small(), _small()
+    for crit in ("lid", "grad"):
+        x, y = a[crit]["peak_extra_bytes"], b[crit]["peak_extra_bytes"]
+        assert x > 0 and abs(x - y) <= 0.05 * max(x, y), (crit, x, y)
+    assert a["baseline"] == b["baseline"]
+    assert a["ratio"] == pytest.approx(a["lid"]["peak_extra_bytes"] / a["grad"]["peak_extra_bytes"])
+    base = a["baseline"]
+    assert base["optimizer_bytes"] > 0 and base["batch_bytes"] == 16 * 3 * 16 * 16 * 4 + 16 * 8
+    # GM keeps at least one flattened gradient per op of the decision (float32)
+    assert a["grad"]["peak_extra_bytes"] >= a["n_ops"] * a["num_shared_params"] * 4
+    json.dumps(a)
+
+
+def test_grad_extra_grows_with_batch_and_lid_stays_small():
+    # the activations kept for backward scale with the batch; GM > LID once they dominate
+    r = bench_memory("nb201", batch=32, input_size=16, width=0.5, repeats=0, k=5,
+                     space_options={"N": 1}, rss=False)
+    assert r["ratio"] < 1.0, r["ratio"]
+
+
+def test_rss_child_runs():
+    r = bench_memory("nb201", batch=8, input_size=8, width=0.25, repeats=0, k=3, space_options={"N": 1},
+                     criteria=("lid",), rss=True)
+    assert r["lid"]["rss_baseline_bytes"] > 0 and r["lid"]["rss_extra_bytes"] is not None
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(space="darts"), "space='darts'"),
+    (dict(batch=0), "batch=0"),
+    (dict(batch=8, k=8), "k=8 must be smaller than batch=8"),
+    (dict(repeats=-1), "repeats=-1"),
+    (dict(width=0), "width=0"),
+    (dict(device="tpu"), "device='tpu'"),
+    (dict(input_size=0), "input_size=0"),
+    (dict(criteria=("lid", "fisher")), "criteria"),
+])
+def test_bad_options(kw, msg):
+    with pytest.raises(ValueError, match=msg.replace("(", "\\(").replace(")", "\\)")):
+        bench_memory(**{"input_size": 16, **kw})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu_is_a_clear_error(capsys):
+    with pytest.raises(ValueError, match="no CUDA device"):
+        bench_memory(device="cuda")
+    assert bench_memory_main(["--device", "cuda", "--no-rss"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "m.json"
+    rc = bench_memory_main(["--space", "nb201", "--batch", "8", "--input-size", "8", "--width", "0.25",
+                            "--cells", "1", "--k", "3", "--repeats", "1", "--no-rss", "--json", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert {"lid", "grad", "ratio"} <= set(r) and r["lid"]["peak_extra_bytes"] > 0
+    assert "LID/GM" in capsys.readouterr().out
+    assert bench_memory_main(["--space", "proxyless", "--cells", "2"]) == 2
+    with pytest.raises(SystemExit):
+        bench_memory_main(["--space", "nope"])
+    assert bench_memory_main(["--input-size", "30", "--no-rss"]) == 2  # NB201 needs a multiple of 4
