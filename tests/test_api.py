@@ -344,6 +344,16 @@ def test_float32_profile_accuracy_on_bn_relu_features(oracle, factories, backend
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=0)
 
 
+@pytest.mark.parametrize("backend", PROFILE_BACKENDS + ["faiss"])
+def test_float32_accuracy_nearly_equidistant_high_dim(oracle, backend):
+    """i.i.d. ReLU features in D = 16384 / 4096: all distances within a few % of each other, so the
+    log ratios are tiny and LID amplifies distance errors: the hardest case for float32."""
+    g = torch.Generator().manual_seed(13)
+    feats = [torch.relu(torch.randn(96, 16, 32, 32, generator=g)), torch.relu(torch.randn(96, 64, 8, 8, generator=g))]
+    got = naslid_ext.lid_profile(feats, 20, backend=backend)
+    torch.testing.assert_close(got.double(), _layer_lids_f64(oracle, feats, 20), rtol=1e-4, atol=0)
+
+
 @pytest.mark.parametrize("backend", LID_BACKENDS)
 def test_float32_accuracy_at_d_75000(oracle, factories, backend):
     old = torch.get_float32_matmul_precision()

@@ -6,11 +6,12 @@ int64 indices, `exclude_self` drops reference index i for query i (by index: dup
 Method, per batch entry and per block of query rows (memory stays O(rows * M + rows * c * D)):
   1. approximate distances from the Gram form |x|^2 + |y|^2 - 2 x.y on data centred at the mean of
      the reference set (centring removes most of the cancellation of ReLU-like, positive features);
-  2. select c = min(2k, candidates) candidates per row, ties at the c-th value to the lower index;
+  2. select c candidates per row (k + k/4, or 2k when the GEMM may run in TF32/bf16; see
+     `num_candidates`), ties at the c-th value to the lower index;
   3. recompute the candidates' distances exactly as sum((x - y)^2) on the *uncentred* input, then
      sort by (distance, index) and keep k.
 Step 3 makes the distances independent of GEMM precision (TF32 on CUDA, `set_float32_matmul_precision`)
-as long as the true k nearest are among the 2k approximate ones. Rows whose k-th distance ties with
+as long as the true k nearest are among the c approximate ones. Rows whose k-th distance ties with
 the last candidate (a tie group that may continue beyond the candidates, e.g. many duplicates) are
 recomputed exactly over all M references, so ties always go to the lower index (eager mode only:
 while torch.compile traces, this data-dependent fallback is skipped).
@@ -25,9 +26,30 @@ import torch
 BLOCK_ELEMS = 1 << 23
 
 
-def num_candidates(k: int, available: int) -> int:
-    """Candidates selected before the exact re-ranking: 2k (at least k + 8), at most `available`."""
-    return min(available, max(2 * k, k + 8))
+@torch.compiler.assume_constant_result
+def _fp32_gemm_may_be_reduced(device_type: str) -> bool:
+    """Whether float32 GEMMs may run below full float32 precision (TF32 / bf16 passes).
+
+    Reads torch's global precision flags; any doubt (e.g. torch refusing to report a mix of its
+    legacy and new precision APIs) counts as reduced. Constant under torch.compile.
+    """
+    try:
+        if torch.get_float32_matmul_precision() != "highest":
+            return True
+        return device_type == "cuda" and bool(torch.backends.cuda.matmul.allow_tf32)
+    except RuntimeError:
+        return True
+
+
+def num_candidates(k: int, available: int, wide: bool = True) -> int:
+    """Candidates selected before the exact re-ranking, at most `available`.
+
+    wide (approximate distances from a reduced-precision GEMM, or faiss): 2k, at least k + 8.
+    Otherwise the Gram form on centred data is accurate to ~1e-6 relative and k + max(4, k/4)
+    suffices (a swap at the boundary could only move LID at that level).
+    """
+    margin = max(k, 8) if wide else max(4, k // 4)
+    return min(available, k + margin)
 
 
 def select_lowest(d: torch.Tensor, c: int) -> torch.Tensor:
@@ -44,16 +66,22 @@ def select_lowest(d: torch.Tensor, c: int) -> torch.Tensor:
 
 
 def _exact_sqdist(xr: torch.Tensor, y: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-    """sum((xr[r] - y[cand[r, j]])^2) for xr (R, D), y (M, D), cand (R, c) -> (R, c), blockwise."""
+    """sum((xr[r] - y[cand[r, j]])^2) for xr (R, D), y (M, D), cand (R, c) -> (R, c), blockwise.
+
+    Differences and the sum are taken in float64 (then rounded to the input dtype): a float32 sum
+    over D = 10^4..10^5 terms would lose ~sqrt(D) ulps, which the LID of nearly equidistant
+    high-dimensional neighbourhoods amplifies by 1/sum(log ratios).
+    """
     r, c = cand.shape
     d = xr.shape[1]
-    out = xr.new_empty(r, c)
-    step = max(1, BLOCK_ELEMS // max(1, c * d))
+    out = torch.empty(r, c, dtype=torch.float64, device=xr.device)
+    step = max(1, BLOCK_ELEMS // max(1, 2 * c * d))
     for s in range(0, r, step):
         e = min(r, s + step)
-        diff = xr[s:e, None, :] - y[cand[s:e]]  # (rows, c, D)
-        out[s:e] = (diff * diff).sum(dim=-1)
-    return out
+        diff = y[cand[s:e]].to(torch.float64)  # (rows, c, D) gathered candidates
+        diff.sub_(xr[s:e, None, :].to(torch.float64))
+        out[s:e] = torch.einsum("rcd,rcd->rc", diff, diff)
+    return out.to(xr.dtype)
 
 
 def _sort_by_dist_then_index(dist: torch.Tensor, idx: torch.Tensor):
@@ -132,7 +160,7 @@ def knn(x: torch.Tensor, y: torch.Tensor, k: int, exclude_self: bool):
     b_size, n, _ = x.shape
     m = y.shape[1]
     available = m - 1 if exclude_self else m
-    c = num_candidates(k, available)
+    c = num_candidates(k, available, wide=x.dtype == torch.float32 and _fp32_gemm_may_be_reduced(x.device.type))
     out_d = x.new_empty(b_size, n, k)
     out_i = torch.empty(b_size, n, k, dtype=torch.int64, device=x.device)
     rows_per_block = max(1, min(n, BLOCK_ELEMS // max(1, m)))
