@@ -161,7 +161,7 @@ def lid_mle(sqdist: torch.Tensor, *, estimator: str = "naslid", check_finite: bo
         )
     if check_finite:
         _check_finite(api, "sqdist", sqdist)
-        if not torch.compiler.is_compiling() and bool((sqdist < 0).any()):
+        if not torch.compiler.is_compiling() and bool(sqdist.amin() < 0):
             raise ValueError(
                 f"naslid_ext.lid_mle: sqdist of shape {tuple(sqdist.shape)} has negative entries; "
                 "squared distances are >= 0"

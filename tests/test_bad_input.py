@@ -344,3 +344,17 @@ def test_profile_empty_layer():
 def test_profile_unknown_choices(kwargs):
     with pytest.raises(ValueError, match=r"naslid_ext\.lid_profile: \w+='\w+' is not supported"):
         naslid_ext.lid_profile([X], 3, **kwargs)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_finite_check_finds_one_bad_value_anywhere(value, dtype):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(300, 67, generator=g).to(dtype)  # odd sizes: vectorised main loop and tail
+    for pos in (0, 1, 17, 4567, x.numel() - 1):
+        bad = x.clone()
+        bad.view(-1)[pos] = value
+        with pytest.raises(ValueError, match=r"naslid_ext\.lid: x of shape \(300, 67\) contains 1 NaN/Inf"):
+            naslid_ext.lid(bad, 3)
+    big = torch.full((10, 3), 3e38 if dtype != torch.float16 else 6e4).to(dtype)  # finite extremes
+    assert naslid_ext.knn(big, 2, backend="torch")[0].shape == (10, 2)
