@@ -186,25 +186,6 @@ inline int64_t sym_block_rows(int64_t N) {
   return 256;
 }
 
-// Shift used to centre: the mean of the rows, each component rounded to 8 significant bits (any
-// shift is exact for distances; the rounding keeps data on a coarse grid exactly representable).
-template <typename T>
-inline std::vector<T> rounded_mean(const T* X, int64_t N, int64_t D) {
-  std::vector<double> mu(D, 0.0);
-  for (int64_t i = 0; i < N; ++i) {
-    const T* x = X + i * D;
-    for (int64_t d = 0; d < D; ++d) mu[d] += double(x[d]);
-  }
-  std::vector<T> c(D);
-  for (int64_t d = 0; d < D; ++d) {
-    const double m = mu[d] / double(N);
-    int e = 0;
-    const double f = std::frexp(m, &e);  // m = f * 2^e, 0.5 <= |f| < 1
-    c[d] = T(std::ldexp(std::nearbyint(std::ldexp(f, 8)), e - 8));
-  }
-  return c;
-}
-
 template <typename T>
 inline at::Tensor centred_copy(const T* X, int64_t N, int64_t D, const std::vector<T>& c) {
   at::Tensor out = at::empty({N, D}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
@@ -260,12 +241,12 @@ inline void refine(TopK<T>& tk, const T* Xq, const T* Xr, int64_t D, const T* nq
   });
 }
 
-// Symmetric self k-NN of one set on (possibly centred) data G-source `Xg`; returns the mean
-// cancellation factor rho. Norms (Gram diagonal) are written to `nrm` (N).
+// Sequential symmetric self k-NN of one set on (possibly centred) data `Xg` (used when the caller
+// already runs one set per thread); returns the mean cancellation factor rho. Norms (Gram diagonal) are written to `nrm` (N).
 // Blocks are processed last-first so that every norm is known when first needed.
 template <typename T>
 inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vector<T>& nrm,
-                       bool skip_self, bool par) {
+                       bool skip_self) {
   const int64_t bs = std::min(sym_block_rows(N), N);
   const int64_t nblk = (N + bs - 1) / bs;
   const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
@@ -295,7 +276,7 @@ inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vect
     const int64_t later = N - b1;
     const int64_t cc = 256;
     const int64_t ncc = (later + cc - 1) / cc;
-    maybe_parallel_for(par, 0, rows + ncc, 1, [&](int64_t tb, int64_t te) {
+    maybe_parallel_for(false, 0, rows + ncc, 1, [&](int64_t tb, int64_t te) {
       for (int64_t task = tb; task < te; ++task) {
         if (task < rows) {
           const int64_t i = b0 + task;
@@ -313,22 +294,6 @@ inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vect
   const double centred = mean_sq - sum_all / (double(N) * double(N));
   if (!(centred > 0.0)) return mean_sq > 0.0 ? std::numeric_limits<double>::infinity() : 1.0;
   return mean_sq / centred;
-}
-
-// Self k-NN of one set X (N, D): top-k over j != i (or over all j when !skip_self).
-template <typename T>
-inline TopK<T> self_knn(const T* X, int64_t N, int64_t D, int64_t k, bool skip_self, bool par) {
-  TopK<T> tk(N, k, skip_self ? N - 1 : N);
-  std::vector<T> nrm;
-  const double rho = sym_pass<T>(X, N, D, tk, nrm, skip_self, par);
-  if (rho > kRhoMax) {
-    const std::vector<T> c = rounded_mean<T>(X, N, D);
-    at::Tensor Xc = centred_copy<T>(X, N, D, c);
-    tk = TopK<T>(N, k, skip_self ? N - 1 : N);
-    sym_pass<T>(Xc.data_ptr<T>(), N, D, tk, nrm, skip_self, par);
-  }
-  refine<T>(tk, X, X, D, nrm.data(), nrm.data(), par);
-  return tk;
 }
 
 // Row norms of (possibly shifted) rows in double; returns sums for the offset check.
@@ -350,16 +315,14 @@ inline void row_norms(const T* X, int64_t N, int64_t D, std::vector<T>& nrm, boo
   });
 }
 
-// k-NN of queries X (N, D) among references Y (M, D) (distinct sets); exclude_self drops j == i.
+
+// Mean of the rows (double) and the cancellation factor rho = mean|x|^2 / mean|x - mean|^2 of
+// the rows of X and Y together (pass Y = nullptr, M = 0 for one set). nx/ny: norms of the rows.
 template <typename T>
-inline TopK<T> cross_knn(const T* X, int64_t N, const T* Y, int64_t M, int64_t D, int64_t k,
-                         bool exclude_self, bool par) {
-  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  // offset check on the union of both sets
-  std::vector<T> nx, ny;
-  row_norms<T>(X, N, D, nx, par);
-  row_norms<T>(Y, M, D, ny, par);
-  std::vector<double> mu(D, 0.0);
+inline double offset_factor(const T* X, int64_t N, const T* Y, int64_t M, int64_t D,
+                            const std::vector<T>& nx, const std::vector<T>& ny,
+                            std::vector<double>& mu) {
+  mu.assign(D, 0.0);
   for (int64_t i = 0; i < N; ++i)
     for (int64_t d = 0; d < D; ++d) mu[d] += double(X[i * D + d]);
   for (int64_t i = 0; i < M; ++i)
@@ -369,21 +332,133 @@ inline TopK<T> cross_knn(const T* X, int64_t N, const T* Y, int64_t M, int64_t D
   for (int64_t i = 0; i < M; ++i) msq += double(ny[i]);
   msq /= double(N + M);
   for (int64_t d = 0; d < D; ++d) {
-    const double m = mu[d] / double(N + M);
-    mu2 += m * m;
+    mu[d] /= double(N + M);
+    mu2 += mu[d] * mu[d];
   }
   const double centred = msq - mu2;
-  const bool centre = (centred > 0.0) ? (msq / centred > kRhoMax) : (msq > 0.0);
+  if (!(centred > 0.0)) return msq > 0.0 ? std::numeric_limits<double>::infinity() : 1.0;
+  return msq / centred;
+}
+
+// Shift used to centre: the mean, each component rounded to 8 significant bits (any shift is
+// exact for distances; the rounding keeps data on a coarse grid exactly representable).
+template <typename T>
+inline std::vector<T> round_shift(const std::vector<double>& mu) {
+  std::vector<T> c(mu.size());
+  for (size_t d = 0; d < mu.size(); ++d) {
+    int e = 0;
+    const double f = std::frexp(mu[d], &e);
+    c[d] = T(std::ldexp(std::nearbyint(std::ldexp(f, 8)), e - 8));
+  }
+  return c;
+}
+
+// Merges the lists of `other` into `tk` (same rows): top-k of the union by (distance, index).
+template <typename T>
+inline void merge_into(TopK<T>& tk, const TopK<T>& other, bool par) {
+  maybe_parallel_for(par, 0, tk.n, 64, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      for (int64_t t = 0; t < other.cnt[i]; ++t) {
+        const T d = other.dist[i * other.k + t];
+        if (d <= tk.thr[i]) tk.insert(i, d, other.idx[i * other.k + t]);
+      }
+  });
+}
+
+// Parallel symmetric self k-NN of one large set: the threads take row blocks (largest first) and
+// run their GEMMs single-threaded, each into its own lists (column-direction updates touch rows of
+// other blocks); the lists are merged at the end. One parallel region: few synchronisations.
+template <typename T>
+inline void sym_parallel(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, const std::vector<T>& nrm,
+                         bool skip_self) {
+  const int64_t bs = std::min(sym_block_rows(N), N);
+  const int64_t nblk = (N + bs - 1) / bs;
+  const int64_t nth = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), nblk));
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  at::Tensor X = wrap<T>(Xg, N, D);
+  std::vector<TopK<T>> lists;
+  lists.reserve(nth);
+  lists.push_back(std::move(tk));
+  for (int64_t t = 1; t < nth; ++t) lists.emplace_back(lists[0]);
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, nth, 1, [&](int64_t tb, int64_t te) {
+    for (int64_t th = tb; th < te; ++th) {
+      TopK<T>& my = lists[th];
+      at::Tensor tbuf = at::empty({bs * N}, opts);
+      for (int64_t blk = next.fetch_add(1); blk < nblk; blk = next.fetch_add(1)) {
+        const int64_t b0 = blk * bs, b1 = std::min(N, b0 + bs), rows = b1 - b0, cols = N - b0;
+        at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
+        at::mm_out(tile, X.narrow(0, b0, rows), X.narrow(0, b0, cols).t());
+        const T* t = tile.data_ptr<T>();
+        const T* nb = nrm.data() + b0;
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t i = b0 + r;
+          scan_row<T>(my, i, nb[r], t + r * cols, nb, b0, cols, skip_self ? i : -1);
+        }
+        const int64_t later = N - b1, cc = 512;
+        for (int64_t c0 = 0; c0 < later; c0 += cc) {
+          const int64_t c1 = std::min(later, c0 + cc);
+          for (int64_t r = 0; r < rows; ++r)
+            scan_col<T>(my, b0 + r, nb[r], t + r * cols + rows + c0, nb + rows + c0, b1 + c0,
+                        c1 - c0);
+        }
+      }
+    }
+  });
+  for (int64_t t = 1; t < nth; ++t) merge_into<T>(lists[0], lists[t], true);
+  tk = std::move(lists[0]);
+}
+
+// Self k-NN of one set X (N, D): top-k over j != i (or over all j when !skip_self).
+// par = false: sequential (the caller runs one set per thread; norms from the Gram diagonal,
+// offset check after the pass); par = true: one set using all threads (norms and offset check by
+// a first pass over the data).
+template <typename T>
+inline TopK<T> self_knn(const T* X, int64_t N, int64_t D, int64_t k, bool skip_self, bool par) {
+  const int64_t cand = skip_self ? N - 1 : N;
+  TopK<T> tk(N, k, cand);
+  std::vector<T> nrm;
+  if (!par) {
+    const double rho = sym_pass<T>(X, N, D, tk, nrm, skip_self);
+    if (rho > kRhoMax) {
+      std::vector<double> mu;
+      const double rho2 = offset_factor<T>(X, N, nullptr, 0, D, nrm, nrm, mu);
+      (void)rho2;
+      at::Tensor Xc = centred_copy<T>(X, N, D, round_shift<T>(mu));
+      tk = TopK<T>(N, k, cand);
+      sym_pass<T>(Xc.data_ptr<T>(), N, D, tk, nrm, skip_self);
+    }
+  } else {
+    row_norms<T>(X, N, D, nrm, true);
+    std::vector<double> mu;
+    const T* Xg = X;
+    at::Tensor Xc;
+    if (offset_factor<T>(X, N, nullptr, 0, D, nrm, nrm, mu) > kRhoMax) {
+      Xc = centred_copy<T>(X, N, D, round_shift<T>(mu));
+      Xg = Xc.data_ptr<T>();
+      row_norms<T>(Xg, N, D, nrm, true);
+    }
+    sym_parallel<T>(Xg, N, D, tk, nrm, skip_self);
+  }
+  refine<T>(tk, X, X, D, nrm.data(), nrm.data(), par);
+  return tk;
+}
+
+// k-NN of queries X (N, D) among references Y (M, D) (distinct sets); exclude_self drops j == i.
+// Row blocks of X are independent: par = true hands them to the threads (single-threaded GEMMs).
+template <typename T>
+inline TopK<T> cross_knn(const T* X, int64_t N, const T* Y, int64_t M, int64_t D, int64_t k,
+                         bool exclude_self, bool par) {
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  std::vector<T> nx, ny;
+  row_norms<T>(X, N, D, nx, par);
+  row_norms<T>(Y, M, D, ny, par);
+  std::vector<double> mu;
   at::Tensor Xc, Yc;
   const T* Xg = X;
   const T* Yg = Y;
-  if (centre) {
-    std::vector<T> c(D);
-    for (int64_t d = 0; d < D; ++d) {
-      int e = 0;
-      const double f = std::frexp(mu[d] / double(N + M), &e);
-      c[d] = T(std::ldexp(std::nearbyint(std::ldexp(f, 8)), e - 8));
-    }
+  if (offset_factor<T>(X, N, Y, M, D, nx, ny, mu) > kRhoMax) {
+    const std::vector<T> c = round_shift<T>(mu);
     Xc = centred_copy<T>(X, N, D, c);
     Yc = centred_copy<T>(Y, M, D, c);
     Xg = Xc.data_ptr<T>();
@@ -392,26 +467,27 @@ inline TopK<T> cross_knn(const T* X, int64_t N, const T* Y, int64_t M, int64_t D
     row_norms<T>(Yg, M, D, ny, par);
   }
   TopK<T> tk(N, k, exclude_self ? M - 1 : M);
-  const int64_t bs = std::min<int64_t>(N, 256);
+  const int64_t bs = std::min<int64_t>(N, par ? 128 : 256);
   const int64_t cm = std::min<int64_t>(M, 4096);
-  at::Tensor tbuf = at::empty({bs * cm}, opts);
+  const int64_t nblk = (N + bs - 1) / bs;
   at::Tensor Xt = wrap<T>(Xg, N, D), Yt = wrap<T>(Yg, M, D);
-  for (int64_t b0 = 0; b0 < N; b0 += bs) {
-    const int64_t rows = std::min(bs, N - b0);
-    for (int64_t c0 = 0; c0 < M; c0 += cm) {
-      const int64_t cols = std::min(cm, M - c0);
-      at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
-      at::mm_out(tile, Xt.narrow(0, b0, rows), Yt.narrow(0, c0, cols).t());
-      const T* t = tile.data_ptr<T>();
-      maybe_parallel_for(par, 0, rows, 1, [&](int64_t rb, int64_t re) {
-        for (int64_t r = rb; r < re; ++r) {
+  maybe_parallel_for(par, 0, nblk, 1, [&](int64_t bb, int64_t be) {
+    at::Tensor tbuf = at::empty({bs * cm}, opts);
+    for (int64_t blk = bb; blk < be; ++blk) {
+      const int64_t b0 = blk * bs, rows = std::min(bs, N - b0);
+      for (int64_t c0 = 0; c0 < M; c0 += cm) {
+        const int64_t cols = std::min(cm, M - c0);
+        at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
+        at::mm_out(tile, Xt.narrow(0, b0, rows), Yt.narrow(0, c0, cols).t());
+        const T* t = tile.data_ptr<T>();
+        for (int64_t r = 0; r < rows; ++r) {
           const int64_t i = b0 + r;
           scan_row<T>(tk, i, nx[i], t + r * cols, ny.data() + c0, c0, cols,
                       exclude_self ? i : -1);
         }
-      });
+      }
     }
-  }
+  });
   refine<T>(tk, X, Y, D, nx.data(), ny.data(), par);
   return tk;
 }
