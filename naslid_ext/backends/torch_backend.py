@@ -93,14 +93,16 @@ def _sort_by_dist_then_index(dist: torch.Tensor, idx: torch.Tensor):
 
 
 def _exact_rows(xr: torch.Tensor, y: torch.Tensor, k: int, self_idx: torch.Tensor | None):
-    """Exact k-NN of a few query rows xr (R, D) over all of y (M, D), distances as sum((x-y)^2)."""
+    """Exact k-NN of a few query rows xr (R, D) over all of y (M, D), distances as sum((x-y)^2)
+    accumulated in float64 like `_exact_sqdist`."""
     m, d = y.shape
-    cols = max(1, BLOCK_ELEMS // max(1, d))
+    cols = max(1, BLOCK_ELEMS // max(1, 2 * d))
     dists = []
     for i in range(xr.shape[0]):
+        xi = xr[i].to(torch.float64)
         row = torch.cat(
-            [((y[s : s + cols] - xr[i]) ** 2).sum(dim=-1) for s in range(0, m, cols)]
-        )
+            [((y[s : s + cols].to(torch.float64) - xi) ** 2).sum(dim=-1) for s in range(0, m, cols)]
+        ).to(xr.dtype)
         if self_idx is not None:
             row[self_idx[i]] = float("inf")
         dists.append(row)
