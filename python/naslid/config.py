@@ -147,7 +147,8 @@ class BenchmarkSection:
 class SearchConfig:
     """Everything a search run needs. ``out`` None: ``runs/search-<UTC timestamp>``.
     ``threads``: torch intra-op CPU threads (None: torch's default); tiny networks run fastest
-    with 1 (the quick preset), as thread hand-offs cost more than the work."""
+    with 1 (the quick preset), as thread hand-offs cost more than the work. ``plots`` /
+    ``tensorboard``: write the PNG plots / TensorBoard scalars of the report."""
 
     space: SpaceSection = field(default_factory=SpaceSection)
     data: DataSection = field(default_factory=DataSection)
@@ -162,9 +163,11 @@ class SearchConfig:
     quiet: bool = False
     preset: str | None = None
     threads: int | None = None
+    plots: bool = True
+    tensorboard: bool = True
 
     # fields that do not change what a run computes (not part of its identity)
-    RUN_NEUTRAL = ("out", "resume", "quiet", "preset", "threads")
+    RUN_NEUTRAL = ("out", "resume", "quiet", "preset", "threads", "plots", "tensorboard")
 
     # ----- construction ------------------------------------------------------------------------
     @classmethod

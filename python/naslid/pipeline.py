@@ -488,6 +488,7 @@ class Engine:
                                     "sample_size": rep["sample"]["size_requested"],
                                     "sample_seed": rep["sample"]["seed"]}}
             pts = rep.get("points", {}).get("sample", [])
+            ranking["sampled_points"] = pts  # [[arch, sub-supernet accuracy %, {column: truth}], ...]
             points = {"predicted": [p[1] for p in pts],
                       "true": {c: [p[2][c] for p in pts] for c in bench.acc_columns}}
         return res, ranking, points, bench_row
@@ -562,7 +563,8 @@ def run_search(config: SearchConfig, *, dist: DistContext | None = None,
             body = result.to_json()
             body["timings"] = dict(eng.meter.timings)
             body["peak_memory_bytes"] = dict(eng.meter.peaks)
-            write_report(prep.out, body, search_history=res["summary"].get("history"), ranking_points=points)
+            write_report(prep.out, body, search_history=res["summary"].get("history"), ranking_points=points,
+                         plots=cfg.plots, tensorboard=cfg.tensorboard)
         result.timings = dict(eng.meter.timings)
         result.peak_memory_bytes = dict(eng.meter.peaks)
         # result.json is rewritten with the report stage's own timing included

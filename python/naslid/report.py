@@ -60,10 +60,10 @@ def plot_similarity(node: Mapping[str, Any], path: Path) -> bool:
         ax.set_yticks(range(len(ops)), ops, fontsize=7)
         chosen = " (chosen)" if key == rec.get("chosen") else ""
         ax.set_title(f"{key}{chosen}\nscore {d.get('rule_value', float('nan')):.3g}", fontsize=8)
-        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.colorbar(im, ax=list(axes.flat), fraction=0.03)
     fig.suptitle(f"node {node['id']}: {rec.get('criterion')} similarity ({rec.get('similarity')})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.subplots_adjust(left=0.08, right=0.88, bottom=0.12, top=0.86, wspace=0.55, hspace=0.75)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
     return True
 
@@ -91,8 +91,8 @@ def plot_lid_profiles(node: Mapping[str, Any], path: Path) -> bool:
         ax.set_ylabel("LID", fontsize=7)
         ax.legend(fontsize=6)
     fig.suptitle(f"node {node['id']}: LID profiles per op", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.88, wspace=0.3, hspace=0.6)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
     return True
 
@@ -130,8 +130,7 @@ def plot_split_tree(tree: Mapping[str, Mapping[str, Any]], path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.axis("off")
     ax.set_title("split tree", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -150,9 +149,9 @@ def plot_pred_vs_true(points: Mapping[str, Any], ranking: Mapping[str, Any], out
         ax.set_ylabel(col)
         ax.set_title(f"predicted vs true ({len(pred)} archs)"
                      + (f", sampled τ = {tau:.3f}" if isinstance(tau, (int, float)) else ""), fontsize=9)
-        fig.tight_layout()
+        fig.subplots_adjust(left=0.16, bottom=0.13)
         p = out / f"pred_vs_true_{col}.png"
-        fig.savefig(p, dpi=90)
+        fig.savefig(p, dpi=80)
         plt.close(fig)
         written.append(p.name)
     return written
@@ -193,23 +192,27 @@ def write_tensorboard(tb_dir: Path, tree: Mapping[str, Mapping[str, Any]], searc
 
 
 def write_report(out_dir: str | Path, result: Mapping[str, Any], *, search_history: list | None = None,
-                 ranking_points: Mapping[str, Any] | None = None) -> dict:
+                 ranking_points: Mapping[str, Any] | None = None, plots: bool = True,
+                 tensorboard: bool = True) -> dict:
     """Plots, TensorBoard scalars, then ``result.json`` (atomically, last). Returns the list of
-    written artefacts (relative paths) by kind."""
+    written artefacts (relative paths) by kind. ``plots`` / ``tensorboard``: False skips them."""
     out = Path(out_dir)
-    plots = out / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
+    plot_dir = out / "plots"
+    if plots:
+        plot_dir.mkdir(parents=True, exist_ok=True)
     tree = result.get("split_tree", {})
-    written: dict[str, list[str]] = {"plots": []}
-    for nid, node in tree.items():
-        if plot_similarity(node, plots / f"similarity_{nid}.png"):
+    written: dict[str, list[str]] = {"plots": [], "tensorboard": []}
+    for nid, node in (tree.items() if plots else ()):
+        if plot_similarity(node, plot_dir / f"similarity_{nid}.png"):
             written["plots"].append(f"plots/similarity_{nid}.png")
-        if plot_lid_profiles(node, plots / f"lid_{nid}.png"):
+        if plot_lid_profiles(node, plot_dir / f"lid_{nid}.png"):
             written["plots"].append(f"plots/lid_{nid}.png")
-    plot_split_tree(tree, plots / "split_tree.png")
-    written["plots"].append("plots/split_tree.png")
-    written["plots"] += [f"plots/{p}" for p in plot_pred_vs_true(ranking_points or {}, result.get("ranking") or {}, plots)]
-    written["tensorboard"] = ["tb"] if write_tensorboard(out / "tb", tree, search_history or [], result.get("ranking") or {}) else []
+    if plots:
+        plot_split_tree(tree, plot_dir / "split_tree.png")
+        written["plots"].append("plots/split_tree.png")
+        written["plots"] += [f"plots/{p}" for p in plot_pred_vs_true(ranking_points or {}, result.get("ranking") or {}, plot_dir)]
+    if tensorboard and write_tensorboard(out / "tb", tree, search_history or [], result.get("ranking") or {}):
+        written["tensorboard"] = ["tb"]
     final = dict(result)
     final["artifacts"] = written
     atomic_write_json(out / "result.json", final)
