@@ -72,7 +72,7 @@ def test_large_tie_groups_go_to_lower_index(backend):
     d, i = naslid_ext.knn(x, 7, backend=backend)
     rd, ri = _reference(x, 7, None, True)
     assert torch.equal(i, ri)
-    torch.testing.assert_close(d.double(), rd, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(d.double(), rd, rtol=1e-5, atol=1e-6)  # float32 input
     assert i[5].tolist() == [6, 7, 8, 9, 10, 11, 12]
     assert i[40].tolist() == [5, 6, 7, 8, 9, 10, 11]
 
