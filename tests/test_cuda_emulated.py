@@ -7,7 +7,7 @@ tests/oracle.py: k-NN indices exactly (ties to the lower index), squared distanc
 1e-10 (float64) / 1e-4 (float32).
 
 Skips when `naslid_ext._emu` is not built (it is built by `pip install --no-build-isolation -e .`);
-set NASLID_EMU_JIT=1 to JIT-compile it instead (about 90 s).
+set NASLID_EMU_JIT=1 to JIT-compile the current csrc/emu sources instead (1-3 min).
 """
 from __future__ import annotations
 
@@ -22,13 +22,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _load_emu():
-    """naslid_ext._emu, or a JIT build when NASLID_EMU_JIT=1; None (with the reason) otherwise."""
-    try:
-        from naslid_ext import _emu
+    """naslid_ext._emu; with NASLID_EMU_JIT=1 a JIT build of the current csrc/emu sources instead.
 
-        return _emu, None
-    except ImportError as exc:
-        if os.environ.get("NASLID_EMU_JIT") != "1":
+    Returns (module, None) or (None, the ImportError).
+    """
+    if os.environ.get("NASLID_EMU_JIT") != "1":
+        try:
+            from naslid_ext import _emu
+
+            return _emu, None
+        except ImportError as exc:
             return None, exc
     from torch.utils.cpp_extension import load
 
@@ -178,16 +181,19 @@ def test_knn_lid_duplicates_finite(emu):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_lid_profile_matches_oracle(emu, dtype):
+    """Layers of their own shapes; equal flattened widths share one batched launch."""
     g = torch.Generator().manual_seed(9)
     N = 47
+    shapes = [(4, 3, 3), (17,), (36,), (2, 5), (6, 6)]  # D = 36, 17, 36, 10, 36 -> 3 groups
     feats = [torch.relu(torch.randn(N, *s, generator=g, dtype=torch.float64) + 0.2).to(dtype)
-             for s in [(4, 3, 3), (17,), (2, 5)]]
-    prof = emu.lid_profile(feats, 20, "naslid", threads=8)
-    assert prof.shape == (3, N) and prof.dtype == dtype
+             for s in shapes]
+    prof, st = emu.lid_profile(feats, 20, "naslid", threads=8, stats=True)
+    assert prof.shape == (len(shapes), N) and prof.dtype == dtype
+    assert st["launches"] == 3 and st["blocks"] == len(shapes) * N
     for layer, f in enumerate(feats):
-        x = f.reshape(1, N, -1)
+        x = f.reshape(N, -1)
         od, _ = knn_oracle(x, x, 20, True)
-        assert _rel(prof[layer], lid_oracle(od[0], "naslid")) < LID_RTOL[dtype]
+        assert _rel(prof[layer], lid_oracle(od, "naslid")) < LID_RTOL[dtype]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

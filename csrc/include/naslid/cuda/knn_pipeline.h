@@ -208,7 +208,9 @@ at::Tensor knn_lid_op(const at::Tensor& x_in, int64_t k, const std::string& esti
   return out;
 }
 
-// lid_profile op body: L tensors (N, ...) -> LID (L, N); layer l flattened to (1, N, D_l).
+// lid_profile op body: L tensors (N, ...) -> LID (L, N). Each layer is flattened to (N, D_l); layers
+// of equal D_l are stacked into one batch (B = number of such layers), so that one Gram bmm and one
+// kernel launch serve them all (NB201: 3 groups for 17 layers) and the grid has B*N blocks.
 template <class Launcher>
 at::Tensor lid_profile_op(at::TensorList features, int64_t k, const std::string& estimator,
                           const PipelineOptions& opt, Launcher& launch) {
@@ -218,18 +220,43 @@ at::Tensor lid_profile_op(at::TensorList features, int64_t k, const std::string&
   const at::Tensor& f0 = features[0];
   TORCH_CHECK_VALUE(f0.dim() >= 1, "naslid::lid_profile: features[0] must be (N, ...), got ", f0.sizes());
   const int64_t N = f0.size(0);
-  at::Tensor out = at::empty({static_cast<int64_t>(features.size()), N}, f0.options());
-  for (std::size_t l = 0; l < features.size(); ++l) {
+  const int64_t L = static_cast<int64_t>(features.size());
+  std::vector<at::Tensor> flat;
+  std::vector<std::vector<int64_t>> groups;  // layer indices of equal D, in order of appearance
+  for (int64_t l = 0; l < L; ++l) {
     const at::Tensor& f = features[l];
     TORCH_CHECK_VALUE(f.dim() >= 1 && f.size(0) == N, "naslid::lid_profile: features[", l,
                       "] has shape ", f.sizes(), ", expected (", N, ", ...)");
     TORCH_CHECK_TYPE(f.scalar_type() == f0.scalar_type() && f.device() == f0.device(),
                      "naslid::lid_profile: features[", l, "] is ", f.scalar_type(), " on ",
                      f.device(), ", features[0] is ", f0.scalar_type(), " on ", f0.device());
-    const at::Tensor x = f.reshape({1, N, -1}).contiguous();
+    flat.push_back(f.reshape({N, -1}));
+    const at::Tensor x = flat.back().unsqueeze(0);
     check_knn_inputs("naslid::lid_profile", x, x, k, true);
-    at::Tensor row = out.select(0, static_cast<int64_t>(l)).view({1, N});
-    knn_forward(x, x, true, k, true, true, est, nullptr, nullptr, &row, opt, launch);
+    bool placed = false;
+    for (auto& g : groups) {
+      if (flat[g[0]].size(1) == flat.back().size(1)) {
+        g.push_back(l);
+        placed = true;
+        break;
+      }
+    }
+    if (!placed) groups.push_back({l});
+  }
+  at::Tensor out = at::empty({L, N}, f0.options());
+  for (const auto& g : groups) {
+    if (g.size() == 1) {
+      const at::Tensor x = flat[g[0]].unsqueeze(0).contiguous();
+      at::Tensor row = out.select(0, g[0]).view({1, N});
+      knn_forward(x, x, true, k, true, true, est, nullptr, nullptr, &row, opt, launch);
+      continue;
+    }
+    std::vector<at::Tensor> members;
+    for (int64_t l : g) members.push_back(flat[l]);
+    const at::Tensor x = at::stack(members, 0);  // (G, N, D), contiguous
+    at::Tensor lid = at::empty({x.size(0), N}, x.options());
+    knn_forward(x, x, true, k, true, true, est, nullptr, nullptr, &lid, opt, launch);
+    for (std::size_t q = 0; q < g.size(); ++q) out.select(0, g[q]).copy_(lid.select(0, static_cast<int64_t>(q)));
   }
   return out;
 }
