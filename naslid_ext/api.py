@@ -144,7 +144,7 @@ def lid_mle(sqdist: torch.Tensor, *, estimator: str = "naslid", check_finite: bo
         sqdist: (..., k) squared distances to the k nearest other points, sorted ascending along
             the last dim, >= 0 (e.g. the first output of `knn`).
         estimator: "naslid" | "levina".
-        check_finite: raise ValueError on NaN/Inf input (default True).
+        check_finite: raise ValueError on NaN/Inf, negative or unsorted input (default True).
     Returns:
         (...) LID in sqdist's compute dtype (float16/bfloat16 -> float32): 0 where a neighbour is at
         distance 0, the cap 1/eps where all k neighbours are equidistant.
@@ -165,6 +165,11 @@ def lid_mle(sqdist: torch.Tensor, *, estimator: str = "naslid", check_finite: bo
             raise ValueError(
                 f"naslid_ext.lid_mle: sqdist of shape {tuple(sqdist.shape)} has negative entries; "
                 "squared distances are >= 0"
+            )
+        if not torch.compiler.is_compiling() and bool((sqdist[..., 1:] < sqdist[..., :-1]).any()):
+            raise ValueError(
+                f"naslid_ext.lid_mle: sqdist of shape {tuple(sqdist.shape)} is not sorted ascending "
+                "along its last dim (k)"
             )
     return _backends.lid_mle(_prep(sqdist), estimator)
 

@@ -217,6 +217,11 @@ def test_lid_mle_negative():
         naslid_ext.lid_mle(S - 1.0)
 
 
+def test_lid_mle_unsorted():
+    with pytest.raises(ValueError, match=r"naslid_ext\.lid_mle: sqdist of shape \(5, 4\) is not sorted ascending"):
+        naslid_ext.lid_mle(S.flip(-1))
+
+
 @pytest.mark.parametrize("s", [torch.tensor(1.0), torch.empty(0, 4), torch.empty(3, 0)])
 def test_lid_mle_scalar_or_empty(s):
     with pytest.raises(ValueError, match=r"naslid_ext\.lid_mle: sqdist (is empty|must be \(\.\.\., k\))"):
