@@ -60,8 +60,8 @@ def select_lowest(d: torch.Tensor, c: int) -> torch.Tensor:
     """
     m = d.shape[-1]
     t = torch.topk(d, c, dim=-1, largest=False, sorted=True).values[..., c - 1 : c]
-    cols = torch.arange(m, device=d.device).expand_as(d)
-    key = torch.where(d < t, torch.full_like(cols, -1), torch.where(d == t, cols, torch.full_like(cols, m)))
+    cols = torch.arange(m, device=d.device)
+    key = torch.where(d == t, cols, m).masked_fill_(d < t, -1)  # -1: take; index: tie; m: skip
     return torch.topk(key, c, dim=-1, largest=False, sorted=False).indices
 
 
@@ -165,7 +165,7 @@ def knn(x: torch.Tensor, y: torch.Tensor, k: int, exclude_self: bool):
     c = num_candidates(k, available, wide=x.dtype == torch.float32 and _fp32_gemm_may_be_reduced(x.device.type))
     out_d = x.new_empty(b_size, n, k)
     out_i = torch.empty(b_size, n, k, dtype=torch.int64, device=x.device)
-    rows_per_block = max(1, min(n, BLOCK_ELEMS // max(1, m)))
+    rows_per_block = max(1, min(n, BLOCK_ELEMS // max(1, 2 * m)))  # d block + int64 tie keys
     for b in range(b_size):
         xb, yb = x[b], y[b]
         mu = yb.mean(dim=0, keepdim=True)
