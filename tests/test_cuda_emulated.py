@@ -97,7 +97,7 @@ def test_knn_matches_oracle(emu, case, dtype):
     assert torch.equal(i, oi)
     assert _rel(d, od) < DIST_RTOL[dtype]
     assert st["blocks"] == B * N  # one block per query row, over all launches
-    plan = emu.plan(B, N, M, k, exclude, dtype == torch.float64, False, threads, budget)
+    plan = emu.plan(B, N, M, D, k, exclude, dtype == torch.float64, False, threads, budget)
     chunks = -(-N // plan["rows_per_chunk"]) * -(-B // plan["batches_per_chunk"])
     assert st["launches"] == chunks
 
@@ -141,10 +141,21 @@ def test_thread_order_does_not_matter(emu, order):
     assert torch.equal(ref_l, got_l)
 
 
+def test_launch_plan(emu):
+    """Block size follows the work: ~M/8 threads for the scan, more when D makes the exact
+    re-computation dominate, halved until the float32 lists fit 48 KiB of shared memory."""
+    small = emu.plan(1, 128, 128, 8, 20, True, False, True)
+    wide = emu.plan(1, 128, 128, 1024, 20, True, False, True)
+    big = emu.plan(1, 1024, 1024, 8, 20, True, False, True)
+    assert (small["threads"], wide["threads"], big["threads"]) == (32, 64, 64)
+    assert small["K"] == 40 and not wide["global_scratch"] and wide["smem_bytes"] <= 48 * 1024
+    assert emu.plan(1, 10, 10, 8, 5, True, False, True)["K"] == 9  # capped by the candidates
+
+
 def test_global_scratch_path(emu):
     """Lists too large for shared memory move to a global workspace: same results."""
     x = torch.randn(1, 70, 6, dtype=torch.float64)
-    plan = emu.plan(1, 70, 70, 20, True, True, False, 0, 0, 1024)
+    plan = emu.plan(1, 70, 70, 6, 20, True, True, False, 0, 0, 1024)
     assert plan["global_scratch"] and plan["threads"] == 32
     d, i = emu.knn(x, x, 20, True, smem_limit=1024)
     od, oi = knn_oracle(x, x, 20, True)

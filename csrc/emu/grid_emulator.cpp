@@ -102,10 +102,10 @@ py::object lid_mle(const at::Tensor& sqdist, const std::string& estimator, int t
   return py::cast(r);
 }
 
-py::dict plan(int64_t B, int64_t N, int64_t M, int64_t k, bool exclude_self, bool is_double,
+py::dict plan(int64_t B, int64_t N, int64_t M, int64_t D, int64_t k, bool exclude_self, bool is_double,
               bool want_lid, int threads, int64_t gram_budget, int64_t smem_limit) {
   const PipelineOptions o = make_options(threads, gram_budget, smem_limit, false);
-  const auto pl = naslid::cuda::plan_knn(B, N, M, k, exclude_self, is_double ? 8 : 4, want_lid, o);
+  const auto pl = naslid::cuda::plan_knn(B, N, M, D, k, exclude_self, is_double ? 8 : 4, want_lid, o);
   py::dict d;
   d["threads"] = pl.threads;
   d["K"] = pl.K;
@@ -136,7 +136,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("estimator") = "naslid", py::arg("threads") = 0, py::arg("order") = 0, py::arg("seed") = 0,
         py::arg("stats") = false);
   m.def("plan", &plan, "The CUDA launch plan of a knn call (threads, K, scratch, chunks)", py::arg("B"),
-        py::arg("N"), py::arg("M"), py::arg("k"), py::arg("exclude_self"), py::arg("is_double") = false,
+        py::arg("N"), py::arg("M"), py::arg("D"), py::arg("k"), py::arg("exclude_self"), py::arg("is_double") = false,
         py::arg("want_lid") = false, py::arg("threads") = 0, py::arg("gram_budget") = 0,
         py::arg("smem_limit") = 0);
 }

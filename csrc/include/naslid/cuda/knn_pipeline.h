@@ -48,15 +48,19 @@ inline int64_t next_pow2(int64_t v) {
 }
 
 // Launch plan of one knn / knn_lid call (pure function of the sizes: the emulator reuses it).
-inline KnnPlan plan_knn(int64_t B, int64_t N, int64_t M, int64_t k, bool exclude_self,
+// Threads per block: ~8 Gram columns per thread for the scan, but 128 when D >= 512 (then the exact
+// re-computation, K * D per row, dominates and wants more lanes); 32..128, halved while the
+// scratch does not fit in shared memory.
+inline KnnPlan plan_knn(int64_t B, int64_t N, int64_t M, int64_t D, int64_t k, bool exclude_self,
                         std::size_t acc_size, bool want_lid, const PipelineOptions& opt) {
   KnnPlan pl;
   pl.K = knn_candidates(k, M - (exclude_self ? 1 : 0));
   int T;
   if (opt.threads > 0) {
     T = opt.threads;
-  } else {  // ~8 columns per thread, 32..128 threads; fewer when the lists do not fit
-    T = static_cast<int>(std::min<int64_t>(128, std::max<int64_t>(32, next_pow2((M + 7) / 8))));
+  } else {
+    const int64_t by_cols = next_pow2((M + 7) / 8), by_feats = D >= 512 ? 128 : 32;
+    T = static_cast<int>(std::min<int64_t>(128, std::max<int64_t>({32, by_cols, by_feats})));
     while (T > 32 && knn_layout(T, pl.K, k, acc_size, want_lid).bytes > opt.smem_limit) T /= 2;
   }
   pl.threads = T;
@@ -144,7 +148,7 @@ void knn_forward(const at::Tensor& x, const at::Tensor& y, bool y_is_x, int64_t 
     ygt = yc.transpose(1, 2);
   }
   const std::size_t acc_size = x.scalar_type() == at::kDouble ? sizeof(double) : sizeof(float);
-  const KnnPlan pl = plan_knn(B, N, M, k, exclude_self, acc_size, want_lid, opt);
+  const KnnPlan pl = plan_knn(B, N, M, D, k, exclude_self, acc_size, want_lid, opt);
   at::Tensor scratch;
   if (pl.global_scratch) {
     scratch = at::empty({pl.batches_per_chunk * pl.rows_per_chunk * static_cast<int64_t>(pl.lay.bytes)},
