@@ -24,8 +24,9 @@ def _check(vectors, fn: str) -> torch.Tensor:
         raise ValueError(f"{fn}: vectors must be (n_ops, D) with n_ops >= 1, got shape {tuple(vectors.shape)}")
     if not vectors.is_floating_point():
         vectors = vectors.to(torch.float64)
-    if not bool(torch.isfinite(vectors).all()):
-        raise ValueError(f"{fn}: vectors {tuple(vectors.shape)} contain NaN or Inf")
+    for j in range(0, vectors.shape[1], _CHUNK):  # chunked: no full-size temporary
+        if not bool(torch.isfinite(vectors[:, j:j + _CHUNK]).all()):
+            raise ValueError(f"{fn}: vectors {tuple(vectors.shape)} contain NaN or Inf")
     return vectors.detach()
 
 
@@ -79,6 +80,15 @@ def euclidean_similarity(vectors: torch.Tensor) -> np.ndarray:
     for c in _chunks(v):
         d2 += ((c[:, None, :] - c[None, :, :]) ** 2).sum(dim=-1)
     return _finish(1.0 / (1.0 + d2.sqrt()))
+
+
+def row_norms(vectors: torch.Tensor) -> list[float]:
+    """Euclidean norm of each row of (n, D), accumulated in float64 chunk by chunk (no full copy)."""
+    v = _check(vectors, "row_norms")
+    sq = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
+    for c in _chunks(v):
+        sq += (c * c).sum(dim=1)
+    return sq.sqrt().tolist()
 
 
 SIMILARITY_FUNCTIONS = {

@@ -32,7 +32,7 @@ from .edge_rule import choose_decision
 from .partition import (PartitionResult, gmm_partition, mincut_partition, partition_scores,
                         random_partition, spectral_partition)
 from .record import DecisionRecord, SplitRecord
-from .similarity import similarity_matrix
+from .similarity import row_norms, similarity_matrix
 from .vectors import grad_vector, lid_vector, probe_state
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,9 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
             for d in cands:
                 ops = list(names[d])
                 params = supernet.shared_parameters(exclude=d) if cfg.criterion == "grad" else None
+                # op vectors are written in place into one (n_ops, D) buffer per repeat: no stacking
+                # copies, so the step holds n_ops vectors (GM-NAS must compare them all), not 2-3x that
+                cur: torch.Tensor | None = None
                 acc: torch.Tensor | None = None
                 sim_acc: np.ndarray | None = None
                 paths = []
@@ -158,27 +161,35 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
                     x, y = batches[r][0].to(device), batches[r][1].to(device)
                     path = space.sample(mask, generator)
                     paths.append({k: v for k, v in path.items() if k != d})
-                    rows = []
-                    for o in ops:
+                    for i, o in enumerate(ops):
                         arch = dict(path)
                         arch[d] = o
                         supernet.set_arch(arch)
                         if cfg.criterion == "lid":
                             v = lid_vector(supernet, x, k=cfg.k, estimator=cfg.lid_estimator,
                                            backend=cfg.lid_backend)
+                            if cur is None:
+                                cur = v.new_zeros((len(ops), v.numel()))
+                            cur[i].copy_(v)
+                            del v
                         else:
-                            v = grad_vector(supernet, x, y, params, loss_fn)
-                        rows.append(v)
+                            if cur is None:
+                                n_par = sum(p.numel() for p in params)
+                                cur = torch.zeros((len(ops), n_par), dtype=torch.float32, device="cpu")
+                            grad_vector(supernet, x, y, params, loss_fn, out=cur[i])
                         if bar is not None:
                             bar.update(1)
-                    vec = torch.stack(rows)
-                    del rows
                     if cfg.average == "similarity":
-                        s = similarity_matrix(vec, cfg.resolved_similarity)
+                        s = similarity_matrix(cur, cfg.resolved_similarity)
                         sim_acc = s if sim_acc is None else sim_acc + s
-                    acc = vec if acc is None else acc + vec  # LID: float64; grad: float32 (GM-NAS)
-                    del vec
-                vectors = acc / cfg.repeats
+                    if cfg.repeats == 1:
+                        acc = cur
+                    elif acc is None:
+                        acc = cur.clone()
+                    else:
+                        acc.add_(cur)
+                del cur
+                vectors = acc.div_(cfg.repeats) if cfg.repeats > 1 else acc
                 del acc
                 sim = (sim_acc / cfg.repeats if cfg.average == "similarity"
                        else similarity_matrix(vectors, cfg.resolved_similarity))
@@ -187,7 +198,7 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
                 keep = cfg.criterion == "lid" or cfg.record_grad_vectors
                 rec.decisions[d] = DecisionRecord(
                     ops=ops, vectors=vectors.tolist() if keep else None, vector_dim=int(vectors.shape[1]),
-                    vector_norms=vectors.to(torch.float64).norm(dim=1).tolist(), similarity=sim.tolist(),
+                    vector_norms=row_norms(vectors), similarity=sim.tolist(),
                     partition=[[ops[i] for i in g] for g in part.groups], partition_index=part.groups,
                     within=part.within, between=part.between, between_distance=part.between_distance,
                     rule_value=0.0, partition_method=part.method, partition_repaired=part.repaired,

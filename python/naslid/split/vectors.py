@@ -51,14 +51,15 @@ def lid_vector(supernet: nn.Module, x: torch.Tensor, *, k: int = 20, estimator: 
 
 def grad_vector(supernet: nn.Module, x: torch.Tensor, y: torch.Tensor, params: list[nn.Parameter],
                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
-                out_device: torch.device | str | None = "cpu") -> torch.Tensor:
+                out_device: torch.device | str | None = "cpu", out: torch.Tensor | None = None) -> torch.Tensor:
     """GM-NAS: the flattened gradient of ``loss_fn(supernet(x), y)`` w.r.t. ``params`` (the shared
     parameters: every parameter except the split decision's) after one forward/backward.
 
     Gradients are zeroed (set to None) before and after; a parameter off the active path
     contributes zeros so every op's vector has the same length P = sum(p.numel()).
     Returns a float32 tensor (P,) on ``out_device`` (default CPU, as GM-NAS copies each op's
-    gradient off the accelerator; None keeps it on the parameters' device)."""
+    gradient off the accelerator; None keeps it on the parameters' device). ``out`` (P,) float32:
+    write into it instead (``out_device`` is then ignored) and return it."""
     supernet.zero_grad(set_to_none=True)
     with torch.enable_grad():
         loss = loss_fn(supernet(x), y)
@@ -66,8 +67,14 @@ def grad_vector(supernet: nn.Module, x: torch.Tensor, y: torch.Tensor, params: l
             raise ValueError(f"grad_vector: loss_fn must return a scalar, got shape {tuple(loss.shape)}")
         loss.backward()
     total = sum(p.numel() for p in params)
-    dev = params[0].device if out_device is None and params else (out_device or "cpu")
-    flat = torch.zeros(total, dtype=torch.float32, device=dev)
+    if out is not None:
+        if out.shape != (total,):
+            raise ValueError(f"grad_vector: out must have shape ({total},), got {tuple(out.shape)}")
+        flat = out
+        flat.zero_()
+    else:
+        dev = params[0].device if out_device is None and params else (out_device or "cpu")
+        flat = torch.zeros(total, dtype=torch.float32, device=dev)
     offset = 0
     for p in params:
         n = p.numel()
