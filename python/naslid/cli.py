@@ -194,8 +194,10 @@ def print_summary(result) -> None:
         if isinstance(cols, dict):
             for col, v in cols.items():
                 if isinstance(v, dict) and "kendall_tau" in v:
+                    tau, rho = v.get("kendall_tau"), v.get("spearman_rho")
                     print(f"  ranking {subset} ({v.get('n', '?')} archs) vs {col}: Kendall tau "
-                          f"{v['kendall_tau']:.3f}, Spearman rho {v.get('spearman_rho', float('nan')):.3f}")
+                          f"{'n/a' if tau is None else f'{tau:.3f}'}, Spearman rho "
+                          f"{'n/a' if rho is None else f'{rho:.3f}'}")
     total = sum(result.timings.values()) if result.timings else 0.0
     print(f"time {total:.1f} s; report: {os.path.join(result.out_dir, 'result.json')} "
           f"(plots: {os.path.join(result.out_dir, 'plots')}, TensorBoard: tensorboard --logdir "
