@@ -7,6 +7,8 @@ actually asks for `backend="ext"`. Pure-torch backends keep working without it.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 
 OPS = ("knn", "lid_mle", "knn_lid", "lid_profile")
@@ -19,6 +21,11 @@ try:  # pragma: no branch - depends on the build
 except (ImportError, OSError) as exc:  # missing .so, undefined symbol (torch ABI mismatch), ...
     _C = None
     _LOAD_ERROR = exc
+    logging.getLogger("naslid_ext").warning(
+        "naslid_ext._C failed to import (%s: %s); backend='auto' runs in plain torch (slower). "
+        "Rebuild with `pip install --no-build-isolation -e .` against torch %s.",
+        type(exc).__name__, exc, torch.__version__,
+    )
 
 
 def ext_loaded() -> bool:
