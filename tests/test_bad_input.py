@@ -363,3 +363,33 @@ def test_finite_check_finds_one_bad_value_anywhere(value, dtype):
             naslid_ext.lid(bad, 3)
     big = torch.full((10, 3), 3e38 if dtype != torch.float16 else 6e4).to(dtype)  # finite extremes
     assert naslid_ext.knn(big, 2, backend="torch")[0].shape == (10, 2)
+
+
+def test_package_imports_and_works_without_the_extension():
+    """A missing / ABI-broken _C: import still succeeds with a logged warning, "auto" runs in plain
+    torch and "ext" raises RuntimeError with the import error (checked in a fresh interpreter)."""
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys, torch
+        sys.modules["naslid_ext._C"] = None  # makes `from naslid_ext import _C` raise ImportError
+        import naslid_ext
+        assert not naslid_ext.ext_loaded() and naslid_ext.load_error() is not None
+        x = torch.randn(30, 4, dtype=torch.float64)
+        d, i = naslid_ext.knn(x, 3)
+        assert d.shape == (30, 3)
+        try:
+            naslid_ext.lid(x, 3, backend="ext")
+        except RuntimeError as e:
+            assert "failed to import" in str(e), str(e)
+        else:
+            raise AssertionError("backend='ext' did not raise")
+        print("OK")
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().endswith("OK")
+    assert "naslid_ext._C failed to import" in res.stderr
