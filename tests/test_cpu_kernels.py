@@ -226,3 +226,23 @@ def test_offset_data_centring_accuracy():
 def test_op_argument_errors(call, msg):
     with pytest.raises(RuntimeError, match=msg):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sequential_path_offset_duplicates_ties(dtype):
+    """The per-layer (one set per thread) path: offset data (centring after the Gram-based check),
+    exact duplicates and lattice ties, through lid_profile and batched knn."""
+    pts = torch.tensor(list(itertools.product(range(-2, 3), repeat=3)), dtype=torch.float64) + 1000
+    base = _relu_bn_features(40, 300, 8, torch.float64) + 20.0
+    dup = torch.cat([base, base[:4]])
+    feats = [pts.to(dtype), dup.to(dtype), (pts * 0.5).to(dtype)]
+    feats = [f[: len(dup)].contiguous() for f in feats]  # same N for every layer
+    prof = ops.lid_profile(feats, 7, "naslid")
+    for l, f in enumerate(feats):
+        ref = knn_lid_oracle(f, 7, "naslid", lid_cap(dtype))
+        torch.testing.assert_close(prof[l].double(), ref, rtol=TOL[dtype] * 10, atol=0)
+    assert prof[1, 0] == 0 and prof[1, 40] == 0
+    x = torch.stack([feats[0], feats[2]]).contiguous()
+    d, i = ops.knn(x, x, 7, True)
+    od, oi = knn_oracle(x, x, 7, True)
+    assert torch.equal(d.double(), od) and torch.equal(i, oi)
