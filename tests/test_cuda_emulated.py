@@ -221,6 +221,15 @@ def test_lid_mle_matches_oracle(emu, dtype, estimator):
     assert out[0] == 0 and out[1] == 1.0 / torch.finfo(dtype).eps
 
 
+def test_lid_mle_grid_stride(emu):
+    """More rows than the grid has threads: the grid-stride loop covers the rest."""
+    g = torch.Generator().manual_seed(8)
+    s = (torch.rand(5000, 3, generator=g, dtype=torch.float64) + 0.1).sort(-1).values
+    lid, st = emu.lid_mle(s, "naslid", threads=1, stats=True)
+    assert st["blocks"] == 4096  # the grid is capped; rows 4096.. come from the stride
+    assert _rel(lid, lid_oracle(s, "naslid")) < 1e-12
+
+
 def test_knn_lid_equidistant_cap_is_dtype_cap(emu):
     """All neighbours at one distance: the documented finite cap of the input dtype."""
     x = torch.eye(6, dtype=torch.float32)[None]  # every pair at squared distance 2
