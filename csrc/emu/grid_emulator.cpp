@@ -3,7 +3,7 @@
 // on CPU in place of cuBLAS. For tests only: every block, every thread, phase by phase.
 //
 // Common keyword arguments:
-//   threads      threads per block (power of two); 0: what the CUDA launch would pick
+//   threads      threads per block (power of two <= 128); 0: what the CUDA launch would pick
 //   gram_budget  Gram chunk size in elements; 0: the CUDA default (small values force many chunks)
 //   smem_limit   shared-memory bytes per block before the scratch moves to global memory; 0: 48 KiB
 //   order        0 forward, 1 reverse, 2 shuffled thread order within each phase
@@ -28,8 +28,9 @@ namespace {
 
 PipelineOptions make_options(int threads, int64_t gram_budget, int64_t smem_limit, bool tf32) {
   PipelineOptions o;
-  TORCH_CHECK_VALUE(threads >= 0 && (threads & (threads - 1)) == 0 && threads <= 1024,
-                    "naslid_ext._emu: threads must be 0 or a power of two <= 1024, got ", threads);
+  // The CUDA knn kernel is bounded to 128 threads (__launch_bounds__ in csrc/cuda/knn_cuda.cu).
+  TORCH_CHECK_VALUE(threads >= 0 && (threads & (threads - 1)) == 0 && threads <= 128,
+                    "naslid_ext._emu: threads must be 0 or a power of two <= 128, got ", threads);
   o.threads = threads;
   if (gram_budget > 0) o.gram_budget_elems = gram_budget;
   if (smem_limit > 0) o.smem_limit = static_cast<std::size_t>(smem_limit);
