@@ -239,3 +239,12 @@ def test_config_roundtrip_and_resolution():
     assert SplitConfig(criterion="grad", edge_rule="paper").resolved_edge_rule == "paper"
     with pytest.raises(ValueError, match="unknown options"):
         SplitConfig.from_dict({"criterion": "lid", "foo": 1})
+
+
+def test_similarity_accepts_a_list_of_rows_without_stacking():
+    g = torch.Generator().manual_seed(1)
+    rows = [torch.randn(70_000, generator=g) for _ in range(4)]
+    for m in ("cosine", "correlation", "euclidean"):
+        np.testing.assert_allclose(similarity_matrix(rows, m), similarity_matrix(torch.stack(rows), m), atol=1e-12)
+    with pytest.raises(ValueError, match="different lengths"):
+        similarity_matrix([torch.ones(3), torch.ones(4)], "cosine")

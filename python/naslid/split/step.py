@@ -151,16 +151,16 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
             for d in cands:
                 ops = list(names[d])
                 params = supernet.shared_parameters(exclude=d) if cfg.criterion == "grad" else None
-                # op vectors are written in place into one (n_ops, D) buffer per repeat: no stacking
-                # copies, so the step holds n_ops vectors (GM-NAS must compare them all), not 2-3x that
-                cur: torch.Tensor | None = None
-                acc: torch.Tensor | None = None
+                # op vectors are kept as a list of rows, allocated as produced and accumulated in
+                # place over repeats: never stacked or copied (GM-NAS holds one gradient per op)
+                acc: list[torch.Tensor] | None = None
                 sim_acc: np.ndarray | None = None
                 paths = []
                 for r in range(cfg.repeats):
                     x, y = batches[r][0].to(device), batches[r][1].to(device)
                     path = space.sample(mask, generator)
                     paths.append({k: v for k, v in path.items() if k != d})
+                    rows: list[torch.Tensor] = []
                     for i, o in enumerate(ops):
                         arch = dict(path)
                         arch[d] = o
@@ -168,36 +168,33 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
                         if cfg.criterion == "lid":
                             v = lid_vector(supernet, x, k=cfg.k, estimator=cfg.lid_estimator,
                                            backend=cfg.lid_backend)
-                            if cur is None:
-                                cur = v.new_zeros((len(ops), v.numel()))
-                            cur[i].copy_(v)
-                            del v
                         else:
-                            if cur is None:
-                                n_par = sum(p.numel() for p in params)
-                                cur = torch.zeros((len(ops), n_par), dtype=torch.float32, device="cpu")
-                            grad_vector(supernet, x, y, params, loss_fn, out=cur[i])
+                            v = grad_vector(supernet, x, y, params, loss_fn)
+                        if acc is not None and cfg.average == "vector":
+                            acc[i].add_(v)  # later repeats: accumulate at once, keep nothing
+                        else:
+                            rows.append(v)
+                        del v
                         if bar is not None:
                             bar.update(1)
                     if cfg.average == "similarity":
-                        s = similarity_matrix(cur, cfg.resolved_similarity)
+                        s = similarity_matrix(rows, cfg.resolved_similarity)
                         sim_acc = s if sim_acc is None else sim_acc + s
-                    if cfg.repeats == 1:
-                        acc = cur
-                    elif acc is None:
-                        acc = cur.clone()
-                    else:
-                        acc.add_(cur)
-                del cur
-                vectors = acc.div_(cfg.repeats) if cfg.repeats > 1 else acc
+                        if acc is not None:
+                            for i, v in enumerate(rows):
+                                acc[i].add_(v)
+                    if acc is None:
+                        acc = rows
+                    del rows
+                vectors = [v.div_(cfg.repeats) for v in acc] if cfg.repeats > 1 else acc
                 del acc
                 sim = (sim_acc / cfg.repeats if cfg.average == "similarity"
                        else similarity_matrix(vectors, cfg.resolved_similarity))
-                part = _partition(sim, vectors if cfg.criterion == "lid" else None, cfg, generator)
+                part = _partition(sim, torch.stack(vectors) if cfg.criterion == "lid" else None, cfg, generator)
                 results[d] = part
                 keep = cfg.criterion == "lid" or cfg.record_grad_vectors
                 rec.decisions[d] = DecisionRecord(
-                    ops=ops, vectors=vectors.tolist() if keep else None, vector_dim=int(vectors.shape[1]),
+                    ops=ops, vectors=[v.tolist() for v in vectors] if keep else None, vector_dim=int(vectors[0].numel()),
                     vector_norms=row_norms(vectors), similarity=sim.tolist(),
                     partition=[[ops[i] for i in g] for g in part.groups], partition_index=part.groups,
                     within=part.within, between=part.between, between_distance=part.between_distance,
