@@ -162,6 +162,28 @@ def test_global_scratch_path(emu):
     assert torch.equal(i, oi) and _rel(d, od) < 1e-12
 
 
+def test_large_k_uses_global_scratch(emu):
+    """k = 100 in float64: the candidate lists exceed 48 KiB even at 32 threads -> global workspace."""
+    x = torch.randn(1, 130, 5, dtype=torch.float64)
+    plan = emu.plan(1, 130, 130, 5, 100, True, True, False)
+    assert plan["global_scratch"] and plan["K"] == 129
+    d, i = emu.knn(x, x, 100, True)
+    od, oi = knn_oracle(x, x, 100, True)
+    assert torch.equal(i, oi) and _rel(d, od) < 1e-12
+
+
+def test_non_contiguous_input(emu):
+    x = torch.randn(2, 6, 33, dtype=torch.float64).transpose(1, 2)  # (2, 33, 6), strided
+    y = torch.randn(2, 9, 50, dtype=torch.float64).transpose(1, 2)[:, ::2]  # (2, 25, 9), strided
+    d, i = emu.knn(x, x, 5, True, threads=8)
+    od, oi = knn_oracle(x, x, 5, True)
+    assert torch.equal(i, oi) and _rel(d, od) < 1e-12
+    x9 = torch.randn(2, 9, 40, dtype=torch.float64).transpose(1, 2)  # (2, 40, 9)
+    d, i = emu.knn(x9, y, 5, False, threads=8)
+    od, oi = knn_oracle(x9, y, 5, False)
+    assert torch.equal(i, oi) and _rel(d, od) < 1e-12
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("estimator", ["naslid", "levina"])
 @pytest.mark.parametrize("k", [5, 20])
