@@ -6,7 +6,8 @@ CUDA ops, with at::bmm on CPU in place of cuBLAS. Compared here with the float64
 tests/oracle.py: k-NN indices exactly (ties to the lower index), squared distances and LID to
 1e-10 (float64) / 1e-4 (float32).
 
-Skips when `naslid_ext._emu` is not built (it is built by `pip install --no-build-isolation -e .`);
+Skips when `naslid_ext._emu` is not built, or is older than its sources (it is built by
+`pip install --no-build-isolation -e .`);
 set NASLID_EMU_JIT=1 to JIT-compile the current csrc/emu sources instead (1-3 min).
 """
 from __future__ import annotations
@@ -29,10 +30,15 @@ def _load_emu():
     if os.environ.get("NASLID_EMU_JIT") != "1":
         try:
             from naslid_ext import _emu
-
-            return _emu, None
         except ImportError as exc:
             return None, exc
+        sources = list((ROOT / "csrc" / "emu").glob("*.cpp")) + list(
+            (ROOT / "csrc" / "include" / "naslid").rglob("*.h"))
+        newest = max((p.stat().st_mtime for p in sources), default=0.0)
+        if os.path.getmtime(_emu.__file__) < newest:
+            return None, ImportError(
+                f"{_emu.__file__} is older than its sources in csrc/ (a stale build cannot test them)")
+        return _emu, None
     from torch.utils.cpp_extension import load
 
     mod = load(
@@ -51,7 +57,7 @@ _EMU, _EMU_ERROR = _load_emu()
 def emu():
     if _EMU is None:
         pytest.skip(
-            f"naslid_ext._emu (the CUDA grid emulator) is not built ({_EMU_ERROR}); build the package "
+            f"naslid_ext._emu (the CUDA grid emulator) is not usable ({_EMU_ERROR}); (re)build the package "
             "with `pip install --no-build-isolation -e .` or set NASLID_EMU_JIT=1"
         )
     return _EMU
