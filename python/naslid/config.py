@@ -51,7 +51,9 @@ class SpaceSection:
 class DataSection:
     """Dataset and its split. ``valid_fraction`` of the training set is held out (seeded,
     class-balanced) for every search decision; the test split is never used.
-    ``max_train`` / ``max_valid`` cap the number of images (CPU budgets); None: all."""
+    ``max_train`` / ``max_valid`` cap the number of images (CPU budgets); None: all.
+    ``augment``: crop + flip on training batches; None: the dataset's default (on, except digits,
+    which flipping would change)."""
 
     dataset: str = "digits"
     data_dir: str | None = None
@@ -60,7 +62,7 @@ class DataSection:
     max_train: int | None = None
     max_valid: int | None = None
     batch_size: int = 64
-    augment: bool = True
+    augment: bool | None = None
 
 
 @dataclass

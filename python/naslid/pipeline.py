@@ -192,7 +192,7 @@ def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepare
     try:
         data = load_splits(d.dataset, d.data_dir, valid_fraction=d.valid_fraction, seed=cfg.seed,
                            max_train=d.max_train, max_valid=d.max_valid, image_size=d.image_size,
-                           augment=d.augment if d.dataset != "digits" else (False if d.augment is True else d.augment),
+                           augment=d.augment,
                            download=True)
     except FileNotFoundError as e:
         raise ValueError(f"config.data: {e}") from None
