@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import sys
 
-RESULTS: dict = {}
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_results import RESULTS  # noqa: E402
 
 
 def _table() -> str:

@@ -38,7 +38,7 @@ try:
 except ImportError:  # pragma: no cover
     skdim = None
 
-from conftest import RESULTS
+from bench_results import RESULTS
 
 K = 20
 NB201_DIMS = [16 * 32 * 32] * 5 + [32 * 16 * 16] * 6 + [64 * 8 * 8] * 6

@@ -62,23 +62,27 @@ inline double tie_tol<double>() {
 
 template <typename T>
 inline double exact_sqdist(const T* a, const T* b, int64_t D) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int64_t d = 0;
-  for (; d + 4 <= D; d += 4) {
-    const double e0 = double(a[d]) - double(b[d]);
-    const double e1 = double(a[d + 1]) - double(b[d + 1]);
-    const double e2 = double(a[d + 2]) - double(b[d + 2]);
-    const double e3 = double(a[d + 3]) - double(b[d + 3]);
-    s0 += e0 * e0;
-    s1 += e1 * e1;
-    s2 += e2 * e2;
-    s3 += e3 * e3;
-  }
-  for (; d < D; ++d) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t d = 0; d < D; ++d) {
     const double e = double(a[d]) - double(b[d]);
-    s0 += e * e;
+    s += e * e;
   }
-  return (s0 + s1) + (s2 + s3);
+  return s;
+}
+
+// Squared norm of a row: vectorised partial sums in T over chunks of 256, accumulated in double.
+template <typename T>
+inline double sqnorm(const T* x, int64_t D) {
+  double total = 0;
+  for (int64_t d0 = 0; d0 < D; d0 += 256) {
+    const int64_t d1 = std::min(D, d0 + 256);
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t d = d0; d < d1; ++d) s += x[d] * x[d];
+    total += double(s);
+  }
+  return total;
 }
 
 // Running top-k lists of N rows. k is the internal list length: one more than the requested
@@ -302,15 +306,7 @@ inline void row_norms(const T* X, int64_t N, int64_t D, std::vector<T>& nrm, boo
   nrm.assign(N, T(0));
   maybe_parallel_for(par, 0, N, 16, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      const T* x = X + i * D;
-      double s0 = 0, s1 = 0;
-      int64_t d = 0;
-      for (; d + 2 <= D; d += 2) {
-        s0 += double(x[d]) * double(x[d]);
-        s1 += double(x[d + 1]) * double(x[d + 1]);
-      }
-      if (d < D) s0 += double(x[d]) * double(x[d]);
-      nrm[i] = T(s0 + s1);
+      nrm[i] = T(sqnorm<T>(X + i * D, D));
     }
   });
 }
@@ -323,10 +319,17 @@ inline double offset_factor(const T* X, int64_t N, const T* Y, int64_t M, int64_
                             const std::vector<T>& nx, const std::vector<T>& ny,
                             std::vector<double>& mu) {
   mu.assign(D, 0.0);
-  for (int64_t i = 0; i < N; ++i)
-    for (int64_t d = 0; d < D; ++d) mu[d] += double(X[i * D + d]);
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t d = 0; d < D; ++d) mu[d] += double(Y[i * D + d]);
+  double* m = mu.data();
+  for (int64_t i = 0; i < N; ++i) {
+    const T* x = X + i * D;
+#pragma omp simd
+    for (int64_t d = 0; d < D; ++d) m[d] += double(x[d]);
+  }
+  for (int64_t i = 0; i < M; ++i) {
+    const T* y = Y + i * D;
+#pragma omp simd
+    for (int64_t d = 0; d < D; ++d) m[d] += double(y[d]);
+  }
   double msq = 0, mu2 = 0;
   for (int64_t i = 0; i < N; ++i) msq += double(nx[i]);
   for (int64_t i = 0; i < M; ++i) msq += double(ny[i]);
@@ -504,7 +507,11 @@ inline void run_tasks(int64_t n, const std::vector<int64_t>& order, const F& f) 
     for (int64_t t = 0; t < n; ++t) f(order[t], false);
     return;
   }
-  if (n < 2 || nth < 2) {
+  if (nth < 2) {  // one thread: the sequential path (no extra passes over the data)
+    for (int64_t t = 0; t < n; ++t) f(order[t], false);
+    return;
+  }
+  if (n < 2) {
     for (int64_t t = 0; t < n; ++t) f(order[t], true);
     return;
   }
