@@ -470,14 +470,25 @@ class Engine:
             with self.meter.stage("ranking"):
                 if saved is None:
                     b = self.cfg.benchmark
-                    archs_pred: dict[str, float] = {}
+                    bar = None
+                    if self.progress:
+                        from tqdm.auto import tqdm
+
+                        n_top = max(2, int(b.top_fraction * len(bench)))
+                        bar = tqdm(total=n_top * len(bench.acc_columns) + b.sample_size, desc="ranking", leave=False)
 
                     def predict(arch):
+                        if bar is not None:
+                            bar.update(1)
                         return evaluator(arch)
 
-                    rep = ranking_report(bench, predict, top_fraction=b.top_fraction,
-                                         sample_size=b.sample_size, seed=self.seed("ranking-sample") % (2**31),
-                                         include_points=True)
+                    try:
+                        rep = ranking_report(bench, predict, top_fraction=b.top_fraction,
+                                             sample_size=b.sample_size, seed=self.seed("ranking-sample") % (2**31),
+                                             include_points=True)
+                    finally:
+                        if bar is not None:
+                            bar.close()
                     saved = {"report": rep, "best": best_arch_benchmark(bench, res["best_arch"])}
                     self.rf.save("ranking", saved)
                     self.save_progress()
@@ -549,6 +560,8 @@ def run_search(config: SearchConfig, *, dist: DistContext | None = None,
         for nid, node in tree.items():
             st = rf.load(f"node-{nid}")
             node["num_archs"] = prep.space.num_archs(eng.node_mask(node))
+            if st is None and node["parent"]:  # a leaf with 0 leaf epochs: its parent's weights
+                st = rf.load(f"node-{node['parent']}")
             node["epochs"] = st["epochs_total"] if st else None
             node["history"] = st["history"] if st else []
         result = SearchResult(
