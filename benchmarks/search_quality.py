@@ -63,7 +63,8 @@ def budget(args, criterion: str, seed: int, npz: Path, out: Path) -> dict:
         "search": {"population": 10, "generations": 3, "parents": 3, "crossover": 3, "mutation": 3,
                    "newcomers": 2, "bn_batches": 1, "eval_batch_size": args.valid_images},
         "benchmark": {"file": str(args.benchmark), "top_fraction": 0.01, "sample_size": 500},
-        "seed": seed, "device": "cpu", "out": str(out), "quiet": True, "threads": 1,
+        "seed": seed, "device": args.device, "out": str(out), "quiet": True,
+        "threads": 1 if args.device == "cpu" else None,
     }
 
 
@@ -142,6 +143,7 @@ def main(argv=None) -> int:
     p.add_argument("--valid-images", type=int, default=300)
     p.add_argument("--warmup", type=int, nargs="+", default=[3, 6])
     p.add_argument("--leaf-epochs", type=int, default=3)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--json", help="write all rows as JSON")
     p.add_argument("--markdown", help="write the table as markdown")
     args = p.parse_args(argv)
