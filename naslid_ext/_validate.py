@@ -80,7 +80,8 @@ def check_int(api: str, name: str, value) -> int:
 
 
 def check_k(api: str, k, candidates: int, estimator: str | None, what: str) -> int:
-    """ValueError unless min_k(estimator) <= k <= candidates.
+    """ValueError unless min_k(estimator) <= k < candidates (k must be smaller than the number of
+    neighbour candidates, so that at least one candidate is left out of every neighbourhood).
 
     `what` explains where the candidates come from, e.g. "M=100 reference points" or
     "N-1=9 other points of x of shape (10, 3)".
@@ -90,9 +91,9 @@ def check_k(api: str, k, candidates: int, estimator: str | None, what: str) -> i
     if k < lo:
         why = "" if estimator is None else f" for estimator={estimator!r}"
         raise ValueError(f"naslid_ext.{api}: k={k} must be >= {lo}{why}")
-    if k > candidates:
+    if k >= candidates:
         raise ValueError(
-            f"naslid_ext.{api}: k={k} exceeds the number of neighbour candidates: {what}; "
-            f"need 1 <= k <= {candidates}"
+            f"naslid_ext.{api}: k={k} must be smaller than the number of neighbour candidates: "
+            f"{what}; need {lo} <= k <= {candidates - 1}"
         )
     return k

@@ -56,10 +56,10 @@ def _oracle_lid(oracle, x2, k, estimator):
     [
         ((37, 5), None, 1, True),
         ((37, 5), None, 7, True),
-        ((37, 5), None, 36, True),  # k = every other point
+        ((37, 5), None, 35, True),  # k = N - 2: the largest valid k
         ((2, 23, 9), None, 4, True),
         ((20, 6), (31, 6), 5, False),
-        ((3, 11, 4), (3, 17, 4), 17, False),  # k = M
+        ((3, 11, 4), (3, 17, 4), 16, False),  # k = M - 1: the largest valid k
         ((19, 3), None, 3, False),  # self included as a neighbour at distance 0
     ],
 )

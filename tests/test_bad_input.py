@@ -29,14 +29,22 @@ def test_knn_k_below_one(k):
         naslid_ext.knn(X, k)
 
 
-def test_knn_k_above_candidates_with_self_excluded():
-    with pytest.raises(ValueError, match=r"naslid_ext\.knn: k=10 exceeds .*M-1=9 .*\(10, 3\).*1 <= k <= 9"):
-        naslid_ext.knn(X, 10)
+@pytest.mark.parametrize("k", [9, 10])
+def test_knn_k_not_below_candidates_with_self_excluded(k):
+    # the rule: k >= number of candidates (here M-1 = 9) is bad input
+    with pytest.raises(ValueError, match=rf"naslid_ext\.knn: k={k} must be smaller .*M-1=9 .*\(10, 3\).*1 <= k <= 8"):
+        naslid_ext.knn(X, k)
 
 
-def test_knn_k_above_references():
-    with pytest.raises(ValueError, match=r"naslid_ext\.knn: k=13 exceeds .*M=12 references .*\(12, 3\)"):
-        naslid_ext.knn(X, 13, Y)
+@pytest.mark.parametrize("k", [12, 13])
+def test_knn_k_not_below_references(k):
+    with pytest.raises(ValueError, match=rf"naslid_ext\.knn: k={k} must be smaller .*M=12 references .*\(12, 3\)"):
+        naslid_ext.knn(X, k, Y)
+
+
+def test_knn_largest_valid_k():
+    sq, idx = naslid_ext.knn(X, 8)
+    assert sq.shape == (10, 8) and idx.shape == (10, 8)
 
 
 @pytest.mark.parametrize("k", [2.0, True, "3"])
@@ -239,14 +247,14 @@ def test_lid_batched_needs_two_points_per_set():
         naslid_ext.lid(torch.randn(4, 1, 3), 1, batched=True)
 
 
-@pytest.mark.parametrize("k", [10, 25])
+@pytest.mark.parametrize("k", [9, 10, 25])
 def test_lid_k_not_below_n(k):
-    with pytest.raises(ValueError, match=rf"naslid_ext\.lid: k={k} exceeds .*N-1=9 other points .*\(10, 3\)"):
+    with pytest.raises(ValueError, match=rf"naslid_ext\.lid: k={k} must be smaller .*N-1=9 other points .*\(10, 3\)"):
         naslid_ext.lid(X, k)
 
 
 def test_lid_default_k_too_large_for_a_small_set():
-    with pytest.raises(ValueError, match=r"naslid_ext\.lid: k=20 exceeds .*N-1=9"):
+    with pytest.raises(ValueError, match=r"naslid_ext\.lid: k=20 must be smaller .*N-1=9"):
         naslid_ext.lid(X)
 
 
@@ -336,7 +344,7 @@ def test_profile_needs_two_samples():
 
 
 def test_profile_k_too_large():
-    with pytest.raises(ValueError, match=r"naslid_ext\.lid_profile: k=20 exceeds .*N-1=9 other samples"):
+    with pytest.raises(ValueError, match=r"naslid_ext\.lid_profile: k=20 must be smaller .*N-1=9 other samples"):
         naslid_ext.lid_profile([X])
 
 

@@ -19,7 +19,7 @@ def _opcheck_cases():
     return [
         ("knn", (x, x, 4, True)),
         ("knn", (x, y, 6, False)),
-        ("knn", (x.double(), y.double(), 23, False)),
+        ("knn", (x.double(), y.double(), 22, False)),
         ("lid_mle", (s, "naslid")),
         ("lid_mle", (s.double(), "levina")),
         ("knn_lid", (x, 5, "naslid")),

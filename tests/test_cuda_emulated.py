@@ -85,7 +85,7 @@ KNN_CASES = [
     (2, 45, 45, 7, 20, True, 8, 200),
     (2, 30, 77, 5, 1, False, 16, 0),
     (1, 50, 130, 3, 20, False, 4, 300),
-    (2, 21, 21, 11, 20, True, 1, 0),  # k = N - 1: every other point; one thread per block
+    (2, 21, 21, 11, 19, True, 1, 0),  # k = N - 2: the largest valid k; one thread per block
     (1, 40, 40, 13, 5, True, 64, 0),  # more threads than columns
 ]
 
@@ -261,14 +261,15 @@ def test_lid_mle_grid_stride(emu):
 def test_knn_lid_equidistant_cap_is_dtype_cap(emu):
     """All neighbours at one distance: the documented finite cap of the input dtype."""
     x = torch.eye(6, dtype=torch.float32)[None]  # every pair at squared distance 2
-    lid = emu.knn_lid(x, 5, "naslid")
+    lid = emu.knn_lid(x, 4, "naslid")
     assert (lid == 1.0 / torch.finfo(torch.float32).eps).all()
 
 
 def test_bad_input_messages(emu):
     x = torch.randn(1, 10, 3)
-    with pytest.raises(ValueError, match=r"naslid::knn: k must be in \[1, 9\]"):
-        emu.knn(x, x, 10, True)
+    for k in (9, 10):  # k must be smaller than the 9 candidates (self excluded)
+        with pytest.raises(ValueError, match=r"naslid::knn: k must be in \[1, 8\]"):
+            emu.knn(x, x, k, True)
     with pytest.raises(ValueError, match="estimator"):
         emu.knn_lid(x, 3, "nope")
     with pytest.raises(ValueError, match="agree in B and D"):

@@ -82,7 +82,7 @@ at::Tensor knn_lid_cpu(const at::Tensor& x, int64_t k, c10::string_view estimato
 
 at::Tensor lid_profile_cpu(at::TensorList features, int64_t k, c10::string_view estimator) {
   const Estimator est = parse_estimator("lid_profile", estimator, k);
-  TORCH_CHECK(!features.empty(), "naslid::lid_profile: features must hold at least one layer, got 0");
+  TORCH_CHECK_VALUE(!features.empty(), "naslid::lid_profile: features must hold at least one layer, got 0");
   const int64_t L = static_cast<int64_t>(features.size());
   const at::Tensor& f0 = features[0];
   std::vector<double> cost(L);
@@ -90,9 +90,9 @@ at::Tensor lid_profile_cpu(at::TensorList features, int64_t k, c10::string_view 
     const at::Tensor& f = features[l];
     const std::string name = "features[" + std::to_string(l) + "]";
     check_self_set("lid_profile", name.c_str(), f, 2, k);
-    TORCH_CHECK(f.scalar_type() == f0.scalar_type(), "naslid::lid_profile: ", name, " has dtype ",
+    TORCH_CHECK_TYPE(f.scalar_type() == f0.scalar_type(), "naslid::lid_profile: ", name, " has dtype ",
                 f.scalar_type(), " but features[0] has ", f0.scalar_type());
-    TORCH_CHECK(f.size(0) == f0.size(0), "naslid::lid_profile: ", name, " has N=", f.size(0),
+    TORCH_CHECK_VALUE(f.size(0) == f0.size(0), "naslid::lid_profile: ", name, " has N=", f.size(0),
                 " samples but features[0] has N=", f0.size(0));
     cost[l] = double(f.size(0)) * double(f.size(0)) * double(f.size(1));
   }

@@ -12,7 +12,7 @@ namespace cpu {
 namespace {
 
 at::Tensor lid_mle_cpu(const at::Tensor& sqdist, c10::string_view estimator) {
-  TORCH_CHECK(sqdist.dim() >= 1, "naslid::lid_mle: sqdist must be (..., k), got a 0-dim tensor");
+  TORCH_CHECK_VALUE(sqdist.dim() >= 1, "naslid::lid_mle: sqdist must be (..., k), got a 0-dim tensor");
   const int64_t k = sqdist.size(-1);
   const Estimator est = parse_estimator("lid_mle", estimator, k);
   check_float_cpu_contig("lid_mle", "sqdist", sqdist);

@@ -117,8 +117,9 @@ inline void check_knn_inputs(const char* op, const at::Tensor& x, const at::Tens
   TORCH_CHECK_VALUE(!exclude_self || x.size(1) == y.size(1), op,
                     ": exclude_self needs N == M, got x ", x.sizes(), " y ", y.sizes());
   const int64_t valid = y.size(1) - (exclude_self ? 1 : 0);
-  TORCH_CHECK_VALUE(k >= 1 && (k <= valid || x.numel() == 0), op, ": k must be in [1, ", valid,
-                    "] (M = ", y.size(1), ", exclude_self = ", exclude_self, "), got k = ", k);
+  TORCH_CHECK_VALUE(k >= 1 && (k < valid || x.numel() == 0), op, ": k must be in [1, ", valid - 1,
+                    "] (smaller than the ", valid, " candidates: M = ", y.size(1),
+                    ", exclude_self = ", exclude_self, "), got k = ", k);
   TORCH_CHECK_VALUE(y.size(1) < std::numeric_limits<int32_t>::max(), op, ": M = ", y.size(1),
                     " too large (int32 candidate indices)");
 }
