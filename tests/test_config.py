@@ -129,3 +129,21 @@ def test_cli_bad_integer_list():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["search", "--warmup", "a,b"])
     assert isinstance(build_parser().parse_args(["search"]), argparse.Namespace)
+
+
+def test_space_options_pass_through_to_the_space():
+    """``space.options`` reaches the space's constructor (e.g. NAS-LID's OFA choice sets); unknown
+    options and options that other fields own are ValueErrors naming them."""
+    from naslid.spaces import get_space
+
+    cfg = SearchConfig.from_dict({"space": {"name": "ofa", "width": 1.2,
+                                            "options": {"depth_choices": [3, 4], "expand_choices": [4, 6]}}})
+    space = get_space(cfg.space.name, **cfg.space_options(10, 3, 32))
+    assert space.decisions["depth1"] == ("3", "4")
+    assert space.decisions["er_block1"] == ("4", "6")
+    bad = SearchConfig.from_dict({"space": {"name": "ofa", "options": {"bogus": 1}}})
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['bogus'\]"):
+        get_space(bad.space.name, **bad.space_options(10, 3, 32))
+    clash = SearchConfig.from_dict({"space": {"name": "ofa", "options": {"width": 2.0}}})
+    with pytest.raises(ValueError, match=r"config.space.options: \['width'\]"):
+        clash.space_options(10, 3, 32)

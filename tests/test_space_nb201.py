@@ -334,7 +334,7 @@ def test_bad_archs_and_indices(space):
     (dict(C=0), ValueError), (dict(N=0), ValueError), (dict(num_classes=0), ValueError),
     (dict(in_channels=0), ValueError), (dict(input_size=30), ValueError),
     (dict(input_size=0), ValueError), (dict(width=0), ValueError), (dict(width=0.01), ValueError),
-    (dict(C="16"), TypeError), (dict(C=16.0), TypeError), (dict(bogus=1), TypeError),
+    (dict(C="16"), TypeError), (dict(C=16.0), TypeError), (dict(bogus=1), ValueError),
 ])
 def test_bad_options(options, exc):
     with pytest.raises(exc):

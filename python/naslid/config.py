@@ -38,13 +38,17 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 @dataclass
 class SpaceSection:
     """Search space and its size. NB201: ``C`` channels of the first stage, ``N`` cells per stage;
-    ProxylessNAS / OFA: ``width`` multiplier. ``input_size`` None: the dataset's own size."""
+    ProxylessNAS / OFA: ``width`` multiplier. ``input_size`` None: the dataset's own size.
+    ``options``: further keyword options of the space's constructor, passed through unchanged
+    (e.g. ProxylessNAS ``stage_widths``, OFA ``depth_choices`` / ``expand_choices`` /
+    ``kernel_choices``); the space rejects unknown ones."""
 
     name: str = "nb201"
     C: int = 8
     N: int = 1
     width: float = 1.0
     input_size: int | None = None
+    options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -258,6 +262,14 @@ class SearchConfig:
             opts.update(C=self.space.C, N=self.space.N)
         else:
             opts.update(width=self.space.width)
+        extra = self.space.options or {}
+        if not isinstance(extra, Mapping):
+            raise ValueError(f"config.space.options: expected a mapping of keyword options, got {extra!r}")
+        clash = sorted(set(extra) & set(opts))
+        if clash:
+            raise ValueError(f"config.space.options: {clash} are set by other fields "
+                             "(space.C/N/width, data); set them there")
+        opts.update({k: list(v) if isinstance(v, tuple) else v for k, v in extra.items()})
         return opts
 
     # ----- validation --------------------------------------------------------------------------
