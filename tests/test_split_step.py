@@ -202,8 +202,8 @@ def test_bad_inputs():
     space, net = _setup()
     g = torch.Generator().manual_seed(0)
     full = space.full_mask()
-    with pytest.raises(ValueError, match="k=20 must be smaller than the batch size 16"):
-        split_step(space, net, full, make_batches(1, b=16), SplitConfig(), generator=g)
+    with pytest.raises(ValueError, match="k=20 needs a batch of at least k \\+ 2 = 22 images.*batch size 21"):
+        split_step(space, net, full, make_batches(1, b=21), SplitConfig(), generator=g)
     with pytest.raises(ValueError, match="yielded 1 batch.*repeats=3"):
         split_step(space, net, full, make_batches(1), SplitConfig(criterion="grad", repeats=3), generator=g)
     with pytest.raises(TypeError, match="single \\(x, y\\) pair"):

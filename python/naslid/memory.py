@@ -127,8 +127,9 @@ def _check_options(space: str, batch: int, input_size: int, width, repeats: int,
     for name, v, lo in (("batch", batch, 2), ("input_size", input_size, 1), ("repeats", repeats, 0), ("k", k, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{fn}: {name}={v!r} must be an integer >= {lo}")
-    if k >= batch:
-        raise ValueError(f"{fn}: k={k} must be smaller than batch={batch} (LID needs k neighbours per sample)")
+    if k > batch - 2:
+        raise ValueError(f"{fn}: k={k} needs batch >= k + 2 = {k + 2}, got batch={batch} (LID: k must be "
+                         "smaller than the batch - 1 neighbour candidates of each sample)")
     if width is not None and (isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0):
         raise ValueError(f"{fn}: width={width!r} must be a positive number or None (the space's default)")
     if not isinstance(device, str) or device.split(":")[0] not in DEVICES:
@@ -226,7 +227,7 @@ def bench_memory(space: str = "nb201", batch: int = 32, input_size: int = 224, w
 
     space / space_options / width / input_size  the supernet (``get_space(space, input_size=...,
         width=..., **space_options)``); width None keeps the space's default
-    batch      images in the batch (B, 3, input_size, input_size); k < batch
+    batch      images in the batch (B, 3, input_size, input_size); k <= batch - 2
     repeats    unprofiled timed runs per criterion (0: time only the profiled run)
     device     cpu | cuda;  decision: the decision split (default: the first with the most ops)
     rss        also measure peak RSS in a fresh subprocess per criterion (CPU only)

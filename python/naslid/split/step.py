@@ -91,7 +91,7 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
     """Split ``supernet`` (of ``space``, restricted to ``mask``) once; see the module docstring.
 
     batches   iterable of (x (B, C, H, W), y (B,)) pairs; the first ``cfg.repeats`` are used (the
-              same ones for every decision); B must exceed ``cfg.k`` for criterion lid
+              same ones for every decision); B >= ``cfg.k`` + 2 for criterion lid
     generator seeded ``torch.Generator`` (CPU): random paths, random split, clusterer seeds
     device    where batches are moved (default: the supernet's parameters' device)
     loss_fn   criterion grad's loss (default cross-entropy)
@@ -136,8 +136,9 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
         device = p.device if p is not None else torch.device("cpu")
     if cfg.criterion == "lid":
         b = batches[0][0].shape[0]
-        if cfg.k >= b:
-            raise ValueError(f"split_step: k={cfg.k} must be smaller than the batch size {b}")
+        if cfg.k > b - 2:  # k < B - 1 neighbour candidates (naslid_ext's rule: one left out)
+            raise ValueError(f"split_step: k={cfg.k} needs a batch of at least k + 2 = {cfg.k + 2} images "
+                             f"(k must be smaller than the B - 1 neighbour candidates), got batch size {b}")
     loss_fn = loss_fn or nn.functional.cross_entropy
 
     total = sum(len(names[d]) for d in cands) * cfg.repeats
