@@ -333,9 +333,10 @@ class SearchConfig:
             pass
         except (TypeError, ValueError) as e:
             raise ValueError(f"config.split: {e}") from None
-        if sp.k >= sp.batch_size:
-            raise ValueError(f"config.split.k: k = {sp.k} nearest neighbours need a split batch larger than k "
-                             f"(split.batch_size = {sp.batch_size})")
+        if sp.k + 2 > sp.batch_size:
+            raise ValueError(f"config.split.k: k = {sp.k} nearest neighbours need a split batch of at least "
+                             f"k + 2 samples (k must be smaller than the batch-size - 1 other samples; "
+                             f"split.batch_size = {sp.batch_size})")
 
         w = t.warmup_epochs
         if isinstance(w, int) and not isinstance(w, bool):
