@@ -52,12 +52,14 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _all_finite(t: torch.Tensor) -> bool:
-    """Exact test that every element of t is finite, in two cheap read-only passes.
+    """Exact test that every element of t is finite, in one cheap read-only pass.
 
-    torch's max/min reductions propagate NaN, so amax and amin are both finite iff no element is
-    NaN, +Inf or -Inf (about 10x faster than isfinite(t).all() and float32 sum on CPU).
+    torch's min/max reductions propagate NaN, so min and max are both finite iff no element is NaN,
+    +Inf or -Inf. `aminmax` computes both in one pass (about 2x faster than amax + amin, and ~10x
+    faster than isfinite(t).all() on CPU).
     """
-    return bool(torch.isfinite(t.amax())) and bool(torch.isfinite(t.amin()))
+    lo, hi = torch.aminmax(t)
+    return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
 
 
 def check_finite(api: str, name: str, t: torch.Tensor) -> None:
