@@ -197,7 +197,7 @@ def test_bad_options(name):
     for bad in (dict(num_classes=0), dict(input_size=0), dict(in_channels=0), dict(width=-1.0)):
         with pytest.raises(ValueError):
             get_space(name, **{**SMALL[name], **bad})
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['no_such_option'\]"):
         get_space(name, no_such_option=1)
 
 
