@@ -86,7 +86,9 @@ def measure_peak(fn: Callable[[], Any], device: torch.device | str = "cpu") -> d
     return {"peak_extra_bytes": int(peak), "seconds": seconds, "method": method, "result": out}
 
 
-def _rss_bytes(field: str) -> int | None:
+def rss_bytes(field: str = "VmRSS") -> int | None:
+    """This process's ``/proc/self/status`` memory field in bytes (``VmRSS`` now, ``VmHWM`` peak);
+    None where the file does not exist (not Linux)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -97,7 +99,8 @@ def _rss_bytes(field: str) -> int | None:
     return None
 
 
-def _reset_hwm() -> bool:
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (``VmHWM``) to its current RSS; False where unsupported."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -198,10 +201,10 @@ class _Setup:
 def _rss_child(spec: dict) -> dict:
     setup = _Setup(spec["space"], spec["batch"], spec["input_size"], spec["width"], "cpu", spec["decision"],
                    spec["space_options"], spec["seed"])
-    base = _rss_bytes("VmRSS")
-    reset = _reset_hwm()
+    base = rss_bytes("VmRSS")
+    reset = reset_peak_rss()
     setup.step(spec["criterion"], spec["k"])
-    peak = _rss_bytes("VmHWM")
+    peak = rss_bytes("VmHWM")
     return {"rss_baseline_bytes": base, "rss_peak_bytes": peak, "hwm_reset": reset,
             "rss_extra_bytes": None if base is None or peak is None else max(0, peak - base)}
 

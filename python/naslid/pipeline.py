@@ -49,6 +49,7 @@ import torch
 from .checkpoint import CheckpointError, RunFolder, atomic_write_text
 from .config import SearchConfig
 from .distributed import DistContext, GradAllReduce, ShardedForward
+from .memory import reset_peak_rss, rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -104,26 +105,6 @@ def derive_seed(seed: int, *parts: Any) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 31) - 1)
 
 
-def _read_vmhwm() -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_vmhwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 class StageMeter:
     """Accumulates wall time (sum) and peak memory (max) per stage name."""
 
@@ -139,7 +120,7 @@ class StageMeter:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            _reset_vmhwm()
+            reset_peak_rss()
         t0 = time.perf_counter()
         try:
             yield
@@ -148,7 +129,7 @@ class StageMeter:
                 torch.cuda.synchronize(self.device)
                 peak = int(torch.cuda.max_memory_allocated(self.device))
             else:
-                peak = _read_vmhwm() or 0
+                peak = rss_bytes("VmHWM") or 0
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
             self.peaks[name] = max(self.peaks.get(name, 0), peak)
 
@@ -549,7 +530,7 @@ def run_search(config: SearchConfig, *, dist: DistContext | None = None,
         rf = RunFolder(prep.out, prep.config_hash)
     eng = Engine(prep, rf, ctx, echo)
     eng.meter.timings["prepare"] = eng.meter.timings.get("prepare", 0.0) + t_prepare
-    eng.meter.peaks["prepare"] = max(eng.meter.peaks.get("prepare", 0), _read_vmhwm() or 0)
+    eng.meter.peaks["prepare"] = max(eng.meter.peaks.get("prepare", 0), rss_bytes("VmHWM") or 0)
     tree, leaves = eng.run_levels()
     eng.train_leaves(tree, leaves)
     for nid in leaves:
