@@ -186,3 +186,34 @@ def test_derive_seed_is_stable_and_label_sensitive():
     assert len({derive_seed(0, "arch", "r", 1), derive_seed(0, "arch", "r", 2), derive_seed(1, "arch", "r", 1),
                 derive_seed(0, "arch", "r.0", 1)}) == 4
     assert 0 <= derive_seed(123, "x") < 2 ** 31
+
+
+@pytest.mark.parametrize("space_name", ["proxyless", "ofa"])
+def test_mobile_spaces_end_to_end(tmp_path, space_name):
+    """ProxylessNAS and OFA go through the same engine: a split on one decision, leaves inside the
+    parent's mask, and a best arch that is a valid arch of the space inside a leaf's mask."""
+    cfg = micro(tmp_path, space_name,
+                space={"name": space_name, "width": 0.25},
+                data={"image_size": 32, "max_train": 64, "max_valid": 32, "batch_size": 16},
+                split={"k": 5, "batch_size": 16},
+                train={"warmup_epochs": [1], "leaf_epochs": 0},
+                search={"population": 3, "generations": 1, "parents": 2, "crossover": 1,
+                        "mutation": 1, "newcomers": 1, "eval_batch_size": 32})
+    cfg.plots = False
+    cfg.tensorboard = False
+    result = run_search(cfg)
+    out = json.loads((Path(cfg.out) / "result.json").read_text())
+    space = get_space(space_name, width=0.25, input_size=32)
+    arch = space.arch_from_string(out["best_arch"]) if isinstance(out["best_arch"], str) else out["best_arch"]
+    space.validate_arch(arch)
+    tree = out["split_tree"]
+    root = tree["r"]
+    assert root["split"]["chosen"] in space.decisions
+    leaves = [n for n in tree.values() if n["leaf"]]
+    assert len(leaves) == 2
+    masks = [space.mask_from_json(n["mask"]) for n in leaves]
+    assert any(space.mask_contains(m, arch) for m in masks)
+    chosen = root["split"]["chosen"]
+    union = masks[0][chosen] | masks[1][chosen]
+    assert bool(union.all()) and not bool((masks[0][chosen] & masks[1][chosen]).any())
+    assert result.best_arch is not None
