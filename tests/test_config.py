@@ -147,3 +147,12 @@ def test_space_options_pass_through_to_the_space():
     clash = SearchConfig.from_dict({"space": {"name": "ofa", "options": {"width": 2.0}}})
     with pytest.raises(ValueError, match=r"config.space.options: \['width'\]"):
         clash.space_options(10, 3, 32)
+
+
+def test_evolution_settings_checked_before_work_starts():
+    """An evolution setting the search would reject (crossover with one parent) fails validation,
+    not after the warm-up."""
+    cfg = SearchConfig.from_dict({"search": {"parents": 1, "crossover": 1}})
+    with pytest.raises(ValueError, match=r"config.search: EvolutionConfig: crossover needs parents >= 2"):
+        cfg.validate()
+    SearchConfig.from_dict({"search": {"parents": 1, "crossover": 0}}).validate()

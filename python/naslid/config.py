@@ -137,6 +137,15 @@ class SearchSection:
     bn_batches: int = 2
     eval_batch_size: int = 256
 
+    def evolution_config(self):
+        """The ``naslid.search.EvolutionConfig`` of this section, validated."""
+        from .search import EvolutionConfig
+
+        return EvolutionConfig(population=self.population, generations=self.generations,
+                               parents=self.parents, crossover=self.crossover,
+                               mutation=self.mutation, mutation_prob=self.mutation_prob,
+                               newcomers=self.newcomers).validate()
+
 
 @dataclass
 class BenchmarkSection:
@@ -377,6 +386,11 @@ class SearchConfig:
         number("search.mutation_prob", se.mutation_prob, 0.0, 1.0)
         if se.parents > se.population:
             raise ValueError(f"config.search.parents: {se.parents} parents exceed the population {se.population}")
+        if se.method == "evolution":
+            try:
+                se.evolution_config()
+            except ValueError as e:
+                raise ValueError(f"config.search: {e}") from None
 
         if b.file is not None:
             if not isinstance(b.file, str) or not os.path.isfile(b.file):

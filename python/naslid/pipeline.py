@@ -406,7 +406,7 @@ class Engine:
     def search_and_rank(self, tree: dict, leaves: list[str]):
         from .data import fixed_batches
         from .evaluate import SubnetEvaluator
-        from .search import EvolutionConfig, evolutionary_search, random_search
+        from .search import evolutionary_search, random_search
 
         se = self.cfg.search
         nets = []
@@ -428,10 +428,7 @@ class Engine:
                 if se.method == "evolution":
                     r = evolutionary_search(
                         self.space, [m for m, _ in nets], evaluator, generator=gen, progress=self.progress,
-                        config=EvolutionConfig(population=se.population, generations=se.generations,
-                                               parents=se.parents, crossover=se.crossover,
-                                               mutation=se.mutation, mutation_prob=se.mutation_prob,
-                                               newcomers=se.newcomers))
+                        config=se.evolution_config())
                 else:
                     r = random_search(self.space, [m for m, _ in nets], evaluator,
                                       num_samples=se.population * se.generations, generator=gen,
