@@ -37,6 +37,16 @@ def _short(op: str) -> str:
             .replace("none", "none"))
 
 
+def _panel_grid(plt, n: int, panel_size: tuple[float, float]):
+    """A figure of ``n`` panels, at most 3 per row; unused axes switched off."""
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_size[0] * cols, panel_size[1] * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
 def plot_similarity(node: Mapping[str, Any], path: Path) -> bool:
     """Heatmaps of every examined decision's similarity matrix (one panel per decision)."""
     rec = node.get("split") or {}
@@ -45,12 +55,7 @@ def plot_similarity(node: Mapping[str, Any], path: Path) -> bool:
         return False
     plt = _plt()
     keys = list(decisions)
-    n = len(keys)
-    cols = min(n, 3)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.1 * rows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
+    fig, axes = _panel_grid(plt, len(keys), (3.4, 3.1))
     for ax, key in zip(axes.flat, keys):
         d = decisions[key]
         sim = d.get("similarity") or []
@@ -76,12 +81,7 @@ def plot_lid_profiles(node: Mapping[str, Any], path: Path) -> bool:
         return False
     plt = _plt()
     keys = list(decisions)
-    n = len(keys)
-    cols = min(n, 3)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 2.8 * rows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
+    fig, axes = _panel_grid(plt, len(keys), (3.8, 2.8))
     for ax, key in zip(axes.flat, keys):
         d = decisions[key]
         for op, vec in zip(d.get("ops", []), d.get("vectors") or []):
