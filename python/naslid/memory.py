@@ -41,6 +41,8 @@ CRITERIA = ("lid", "grad")
 
 # ----------------------------------------------------------------------------------------- measuring
 def _cpu_peak(fn: Callable[[], Any]) -> tuple[int, float, Any]:
+    # kineto logs a GPU-count "ERROR" on machines without a GPU; keep the user's setting if any
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     from torch.profiler import ProfilerActivity, profile
 
     t0 = time.perf_counter()
