@@ -8,8 +8,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -r requirements-test.txt
+# (pip warns about each local package index folder it cannot find: noise, filtered out)
+quiet_pip() { .venv/bin/pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
+quiet_pip install -q --upgrade pip
+quiet_pip install -q -r requirements-test.txt
 mkdir -p build
 echo "building naslid_ext (NASLID_CUDA=${NASLID_CUDA:-auto}) ..."
 if ! NASLID_PTXAS_VERBOSE=1 .venv/bin/pip install --no-build-isolation --no-deps -v -e . > build/build.log 2>&1; then
