@@ -14,6 +14,8 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "naslid/exact_gemm.h"
+
 TORCH_LIBRARY(naslid, m) {
   m.def("knn(Tensor x, Tensor y, int k, bool exclude_self) -> (Tensor, Tensor)");
   m.def("lid_mle(Tensor sqdist, str estimator) -> Tensor");
@@ -22,6 +24,14 @@ TORCH_LIBRARY(naslid, m) {
 }
 
 namespace {
+// The MKLDNN float32 matmul precision as seen inside a Float32PrecisionGuard (tests: the guard
+// must read "ieee" whatever the caller set).
+std::string precision_inside_guard() {
+  naslid::Float32PrecisionGuard guard;
+  return at::precision2str(
+      at::globalContext().float32Precision(at::Float32Backend::MKLDNN, at::Float32Op::MATMUL));
+}
+
 bool built_with_cuda() {
 #ifdef NASLID_WITH_CUDA
   return true;
@@ -34,4 +44,9 @@ bool built_with_cuda() {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "naslid_ext._C: kernels registered under torch.ops.naslid";
   m.def("built_with_cuda", &built_with_cuda, "True when the CUDA kernels were compiled in.");
+  m.def("_precision_inside_guard", &precision_inside_guard,
+        "torch's MKLDNN float32 matmul precision inside naslid's Float32PrecisionGuard (tests).");
+  m.def("cpu_gemm_backend", &naslid::cpu_gemm_backend,
+        "'blas' when CPU Gram products call the BLAS directly, 'aten' when they run at::mm under a "
+        "full-precision guard (naslid/exact_gemm.h).");
 }

@@ -4,7 +4,7 @@ Used by the torch and faiss backends when `torch.ops.naslid.lid_mle` has no kern
 It must stay equal to `naslid::lid_from_sorted_sqdist` term by term (tests compare the two):
 
 * input: sorted squared distances s_1 <= ... <= s_k of each point's k nearest other points;
-* "naslid": -k / sum_{j=1..k} log(r_j / r_k)       (the j = k term is 0; k >= 1)
+* "naslid": -k / sum_{j=1..k} log(r_j / r_k)       (the j = k term is 0; k >= 2)
   "levina": (k-1) / sum_{j=1..k-1} log(r_k / r_j)  (Levina-Bickel / scikit-dimension; k >= 2)
   with log(r_k / r_j) = 0.5 * log(s_k / s_j): the factor 0.5 is applied once, below;
 * s_k == 0, or any s_j == 0 among the summed terms (a duplicate point)  -> LID 0;
@@ -19,8 +19,9 @@ ESTIMATORS = ("naslid", "levina")
 
 
 def min_k(estimator: str) -> int:
-    """Smallest k the estimator is defined for: 1 for "naslid", 2 for "levina"."""
-    return 2 if estimator == "levina" else 1
+    """Smallest k the MLE ops accept: 2 for both estimators. With k = 1 "naslid" sums a single
+    zero term (always the 1/eps cap) and "levina" divides 0 by 0: no information either way."""
+    return 2
 
 
 def lid_cap(dtype: torch.dtype) -> float:

@@ -43,6 +43,13 @@ def built_with_cuda() -> bool:
     return bool(_C is not None and _C.built_with_cuda())
 
 
+def cpu_gemm_backend() -> str | None:
+    """How the CPU kernels compute their Gram products: ``"blas"`` (the BLAS torch links, called
+    directly: torch's matmul precision flags never apply) or ``"aten"`` (``at::mm`` under a guard
+    that holds float32 matmul precision at "ieee"); None when the extension did not load."""
+    return None if _C is None else str(_C.cpu_gemm_backend())
+
+
 _DISPATCH_KEY = {"cpu": "CPU", "cuda": "CUDA"}
 
 

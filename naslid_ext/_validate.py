@@ -6,6 +6,7 @@ ValueError for bad values and shapes, TypeError for bad types and dtypes. Checks
 """
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -62,16 +63,38 @@ def _all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
 
 
-def check_finite(api: str, name: str, t: torch.Tensor) -> None:
-    """ValueError when `t` holds NaN or +-Inf (skipped while torch.compile traces)."""
+def check_finite(api: str, name: str, t: torch.Tensor) -> float | None:
+    """ValueError when `t` holds NaN or +-Inf (skipped while torch.compile traces).
+
+    Returns max |t| (from the same one-pass min/max read), or None while tracing."""
     if torch.compiler.is_compiling():
-        return
-    if not _all_finite(t):
+        return None
+    lo, hi = torch.aminmax(t.detach())
+    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
         n_bad = int((~torch.isfinite(t)).sum())
         raise ValueError(
             f"naslid_ext.{api}: {name} of shape {_shape(t)} contains {n_bad} NaN/Inf value(s); pass "
             "check_finite=False to skip this check (results are then undefined for such input)"
         )
+    return max(abs(float(lo)), abs(float(hi)))
+
+
+def range_scale(amax: float | None, dim: int, dtype: torch.dtype) -> float:
+    """A power of two s such that squared distances between points of `dim` features bounded by
+    `amax / s`... precisely: 1 when the squared distances of points with |x_i| <= amax in `dim`
+    features fit the compute dtype with room to spare, else 2^-e bringing amax near 1.
+
+    LID is scale-invariant and a power-of-two scaling is exact, so the LID ops multiply their input
+    by this factor: finite input whose squared distances would overflow (|x| ~ 1e30 in float32) or
+    underflow (|x| ~ 1e-30) gives the same LID as the same points at unit scale."""
+    if amax is None or not amax > 0.0:
+        return 1.0
+    info = torch.finfo(compute_dtype(dtype))
+    big = 4.0 * amax * amax * max(int(dim), 1)  # bound on any squared distance
+    if big < info.max / 16 and amax * amax > info.tiny * 2.0**30:
+        return 1.0
+    e = math.frexp(amax)[1]  # amax = m * 2^e, 0.5 <= m < 1
+    return math.ldexp(1.0, -e)
 
 
 def check_int(api: str, name: str, value) -> int:

@@ -29,6 +29,7 @@ from naslid_ext._validate import (
     REDUCTIONS,
     check_choice,
     check_finite as _check_finite,
+    range_scale as _range_scale,
     check_k,
     check_tensor,
     compute_dtype,
@@ -55,7 +56,7 @@ def knn(
 
     Args:
         x: queries, (N, D) or a batch (B, N, D).
-        k: neighbours per query, 1 <= k <= M (M - 1 with exclude_self).
+        k: neighbours per query, 1 <= k < M candidates (M - 1 with exclude_self).
         y: references of the same rank, (M, D) or (B, M, D); default: x itself.
         exclude_self: drop reference index i from query i's neighbours (needs N == M). Default: True
             when y is None or y is x, else False.
@@ -212,7 +213,7 @@ def lid(
         x: batched=False (default): one set of N points, (N,) or (N, ...): every trailing dim is
             flattened into the features, so N images (N, C, H, W) are one set of N points of
             dimension C*H*W. batched=True: B sets, (B, N) or (B, N, ...), flattened to (B, N, D).
-        k: neighbours per point, min(1 naslid, 2 levina) <= k <= N - 1.
+        k: neighbours per point, 2 <= k <= N - 2 (smaller than the N - 1 candidates).
         estimator: "naslid" | "levina" (see `lid_mle`).
         reduction: "mean" | "harmonic" (N / sum 1/LID) | "median" (mean of the two middle values
             for even N) | "none".
@@ -245,10 +246,12 @@ def lid(
             f"shape {tuple(x.shape)} (batched={batched})"
         )
     check_k(api, k, n - 1, estimator, f"N-1={n - 1} other points per set in x of shape {tuple(x.shape)}")
-    if check_finite:
-        _check_finite(api, "x", x)
+    amax = _check_finite(api, "x", x) if check_finite else None
     name = _backends.resolve(api, backend, "knn_lid", x.device)
     x3 = _prep(x).reshape(x.shape[0], n, -1) if batched else _prep(x).reshape(1, n, -1)
+    scale = _range_scale(amax, x3.shape[-1], x3.dtype)
+    if scale != 1.0:  # squared distances would overflow/underflow: LID is scale-invariant
+        x3 = x3 * scale
     per_point = _point_lid(api, name, x3, k, estimator)  # (B, N)
     out = _reduce(per_point, reduction)
     return out if batched else out.squeeze(0)
@@ -269,7 +272,7 @@ def lid_profile(
         features: L >= 1 tensors, layer l of shape (N, ...) (flattened to (N, D_l)); N is shared, the
             trailing shapes may differ. All on one device; floating dtypes, promoted to a common
             compute dtype (float16/bfloat16 -> float32).
-        k: neighbours per point, min(1 naslid, 2 levina) <= k <= N - 1.
+        k: neighbours per point, 2 <= k <= N - 2 (smaller than the N - 1 candidates).
         estimator: "naslid" | "levina" (see `lid_mle`).
         reduction: "mean" | "harmonic" | "median" | "none" over the N points of each layer.
         backend: "auto" | "ext" | "torch" | "faiss". With "ext" all layers and rows run in one
@@ -312,14 +315,16 @@ def lid_profile(
             f"(features[0] of shape {tuple(f0.shape)})"
         )
     check_k(api, k, n - 1, estimator, f"N-1={n - 1} other samples (features[0] of shape {tuple(f0.shape)})")
-    if check_finite:
-        for i, f in enumerate(features):
-            _check_finite(api, f"features[{i}]", f)
+    amax = [_check_finite(api, f"features[{i}]", f) if check_finite else None for i, f in enumerate(features)]
     dtype = f0.dtype
     for f in features[1:]:
         dtype = torch.promote_types(dtype, f.dtype)
     dtype = compute_dtype(dtype)
     flat = [f.detach().reshape(n, -1).to(dtype).contiguous() for f in features]
+    for i, f in enumerate(flat):  # squared distances that would overflow/underflow: rescale (exact)
+        scale = _range_scale(amax[i], f.shape[-1], dtype)
+        if scale != 1.0:
+            flat[i] = f * scale
     name = _backends.resolve(api, backend, "lid_profile", f0.device)
     if name == "ext":
         per_point = _backends.ext_backend.lid_profile(flat, k, estimator)  # (L, N)

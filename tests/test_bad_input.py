@@ -204,10 +204,12 @@ def test_lid_mle_unknown_estimator():
         naslid_ext.lid_mle(S, estimator="mle")
 
 
-def test_lid_mle_levina_needs_two_neighbours():
-    with pytest.raises(ValueError, match=r"naslid_ext\.lid_mle: estimator='levina' needs k >= 2 .*\(5, 1\)"):
-        naslid_ext.lid_mle(S[:, :1], estimator="levina")
-    assert naslid_ext.lid_mle(S[:, :1]).shape == (5,)  # naslid with k = 1 is defined (LID cap)
+@pytest.mark.parametrize("estimator", ["naslid", "levina"])
+def test_lid_mle_needs_two_neighbours(estimator):
+    # k = 1 carries no information: "naslid" would always give the 1/eps cap, "levina" 0/0
+    with pytest.raises(ValueError, match=rf"naslid_ext\.lid_mle: estimator='{estimator}' needs k >= 2 .*\(5, 1\)"):
+        naslid_ext.lid_mle(S[:, :1], estimator=estimator)
+    assert naslid_ext.lid_mle(S[:, :2], estimator=estimator).shape == (5,)
 
 
 def test_lid_mle_integer_dtype():
@@ -258,9 +260,11 @@ def test_lid_default_k_too_large_for_a_small_set():
         naslid_ext.lid(X)
 
 
-def test_lid_k_below_one():
-    with pytest.raises(ValueError, match=r"naslid_ext\.lid: k=0 must be >= 1 for estimator='naslid'"):
+def test_lid_k_below_two():
+    with pytest.raises(ValueError, match=r"naslid_ext\.lid: k=0 must be >= 2 for estimator='naslid'"):
         naslid_ext.lid(X, 0)
+    with pytest.raises(ValueError, match=r"naslid_ext\.lid: k=1 must be >= 2 for estimator='naslid'"):
+        naslid_ext.lid(X, 1)
 
 
 def test_lid_levina_k_one():

@@ -220,7 +220,8 @@ def test_offset_data_centring_accuracy():
         (lambda: ops.knn(torch.randn(1, 3, 5).transpose(1, 2), torch.randn(1, 5, 3), 2, False), "contiguous"),
         (lambda: ops.lid_mle(torch.rand(4, 3), "mle"), "estimator"),
         (lambda: ops.lid_mle(torch.rand(4, 1), "levina"), "k >= 2"),
-        (lambda: ops.knn_lid(torch.randn(1, 5, 3), 0, "naslid"), "k must be >= 1"),
+        (lambda: ops.knn_lid(torch.randn(1, 5, 3), 0, "naslid"), "k >= 2"),
+        (lambda: ops.knn_lid(torch.randn(1, 5, 3), 1, "naslid"), "k >= 2"),
         (lambda: ops.lid_profile([], 3, "naslid"), "empty list of Tensors"),  # no tensor to dispatch on
         (lambda: ops.lid_profile([torch.randn(6, 3), torch.randn(7, 3)], 3, "naslid"), "N=7"),
         (lambda: ops.lid_profile([torch.randn(6, 3), torch.randn(6, 3).double()], 3, "naslid"), "dtype"),

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -28,10 +29,18 @@ std::vector<int64_t> by_cost(const std::vector<double>& cost) {
 }
 
 template <typename T>
-void write_lid(const TopK<T>& tk, Estimator est, T* out) {
+void write_lid(const char* op, const TopK<T>& tk, Estimator est, T* out) {
   using acc_t = T;  // float accumulates in float, double in double (lid_math.h convention)
-  for (int64_t i = 0; i < tk.n; ++i)
-    out[i] = T(lid_from_sorted_sqdist<acc_t, T>(tk.dist.data() + i * tk.k, tk.kout, est));
+  for (int64_t i = 0; i < tk.n; ++i) {
+    const T* d = tk.dist.data() + i * tk.k;
+    // finite input whose squared distances exceed the dtype's range (|x| ~ 1e19 in float32):
+    // the ratios are lost. naslid_ext.lid / lid_profile rescale such input (LID is scale-invariant).
+    TORCH_CHECK_VALUE(std::isfinite(d[tk.kout - 1]), "naslid::", op, ": squared distances of point ", i,
+                      " overflow ", c10::CppTypeToScalarType<T>::value,
+                      "; scale the input by a power of two (LID is scale-invariant), or call "
+                      "naslid_ext.lid / naslid_ext.lid_profile, which do");
+    out[i] = T(lid_from_sorted_sqdist<acc_t, T>(d, tk.kout, est));
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const at::Tensor& y, int64_t k,
@@ -74,7 +83,7 @@ at::Tensor knn_lid_cpu(const at::Tensor& x, int64_t k, c10::string_view estimato
     std::iota(order.begin(), order.end(), int64_t(0));
     run_tasks(B, order, [&](int64_t b, bool par) {
       TopK<T> tk = self_knn<T>(xp + b * N * D, N, D, k, true, par);
-      write_lid<T>(tk, est, op + b * N);
+      write_lid<T>("knn_lid", tk, est, op + b * N);
     });
   });
   return out;
@@ -104,7 +113,7 @@ at::Tensor lid_profile_cpu(at::TensorList features, int64_t k, c10::string_view 
     run_tasks(L, by_cost(cost), [&](int64_t l, bool par) {
       const at::Tensor& f = features[l];
       TopK<T> tk = self_knn<T>(f.data_ptr<T>(), N, f.size(1), k, true, par);
-      write_lid<T>(tk, est, op + l * N);
+      write_lid<T>("lid_profile", tk, est, op + l * N);
     });
   });
   return out;

@@ -24,9 +24,13 @@
 namespace naslid {
 
 enum class Estimator : int32_t {
-  kNasLid = 0,  // -k / sum_{j=1..k} log(r_j / r_k)        (NAS-LID released code, k >= 1)
+  kNasLid = 0,  // -k / sum_{j=1..k} log(r_j / r_k)        (NAS-LID released code, k >= 2)
   kLevina = 1,  // (k-1) / sum_{j=1..k-1} log(r_k / r_j)    (Levina-Bickel / scikit-dimension, k >= 2)
 };
+
+// Smallest k the MLE ops accept, for both estimators: with k = 1 "naslid" sums one zero term
+// (always the 1/eps cap) and "levina" is 0/0. (k-NN itself takes k >= 1.)
+constexpr int64_t kMinLidK = 2;
 
 template <typename T>
 NASLID_HD T lid_cap() {

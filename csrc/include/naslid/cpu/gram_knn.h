@@ -1,11 +1,12 @@
-// CPU k-NN engine of naslid_ext: distances from the Gram form (GEMM via at::mm on tiles, symmetric
+// CPU k-NN engine of naslid_ext: distances from the Gram form (full-precision GEMM tiles, symmetric
 // when the reference set is the query set), running top-k selection per row, exact recomputation of
 // ill-conditioned selected distances. Used by csrc/cpu/knn_cpu.cpp for knn, knn_lid and lid_profile.
 //
 // Shapes: X (N, D) row-major contiguous, Y (M, D); outputs dist (N, k) ascending, idx (N, k) int64.
 //
 // Numerics (see docs/ops_benchmarks.md):
-//  * d_ij = max(0, n_i + n_j - 2 g_ij) with g = X Y^T from the BLAS in the input precision.
+//  * d_ij = max(0, n_i + n_j - 2 g_ij) with g = X Y^T from the BLAS in the input precision
+//    (naslid/exact_gemm.h: never bf16/TF32, whatever torch's global matmul settings).
 //    In the symmetric path n_i = g_ii (the Gram diagonal, so no extra pass over the data).
 //  * Offset check: rho = mean|x|^2 / mean|x - mean|^2 is the average amplification of rounding
 //    errors by cancellation. rho > kRhoMax: the data are translated by (a rounded copy of) their
@@ -26,6 +27,7 @@
 #include <limits>
 #include <vector>
 
+#include "naslid/exact_gemm.h"
 #include "naslid/lid_math.h"
 
 namespace naslid {
@@ -261,7 +263,7 @@ inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vect
   for (int64_t blk = nblk - 1; blk >= 0; --blk) {
     const int64_t b0 = blk * bs, b1 = std::min(N, b0 + bs), rows = b1 - b0, cols = N - b0;
     at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
-    at::mm_out(tile, X.narrow(0, b0, rows), X.narrow(0, b0, cols).t());
+    gram_mm_cpu(tile, X.narrow(0, b0, rows), X.narrow(0, b0, cols));
     const T* t = tile.data_ptr<T>();
     for (int64_t r = 0; r < rows; ++r) nrm[b0 + r] = t[r * cols + r];
     // offset statistics: sum over the full Gram matrix (off-block entries count twice)
@@ -391,7 +393,7 @@ inline void sym_parallel(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, const s
       for (int64_t blk = next.fetch_add(1); blk < nblk; blk = next.fetch_add(1)) {
         const int64_t b0 = blk * bs, b1 = std::min(N, b0 + bs), rows = b1 - b0, cols = N - b0;
         at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
-        at::mm_out(tile, X.narrow(0, b0, rows), X.narrow(0, b0, cols).t());
+        gram_mm_cpu(tile, X.narrow(0, b0, rows), X.narrow(0, b0, cols));
         const T* t = tile.data_ptr<T>();
         const T* nb = nrm.data() + b0;
         for (int64_t r = 0; r < rows; ++r) {
@@ -481,7 +483,7 @@ inline TopK<T> cross_knn(const T* X, int64_t N, const T* Y, int64_t M, int64_t D
       for (int64_t c0 = 0; c0 < M; c0 += cm) {
         const int64_t cols = std::min(cm, M - c0);
         at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
-        at::mm_out(tile, Xt.narrow(0, b0, rows), Yt.narrow(0, c0, cols).t());
+        gram_mm_cpu(tile, Xt.narrow(0, b0, rows), Yt.narrow(0, c0, cols));
         const T* t = tile.data_ptr<T>();
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t i = b0 + r;

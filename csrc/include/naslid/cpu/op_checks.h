@@ -12,12 +12,10 @@ namespace naslid {
 namespace cpu {
 
 inline Estimator parse_estimator(const char* op, c10::string_view name, int64_t k) {
-  TORCH_CHECK_VALUE(k >= 1, "naslid::", op, ": k must be >= 1, got k=", k);
+  TORCH_CHECK_VALUE(k >= kMinLidK, "naslid::", op, ": the MLE needs k >= ", kMinLidK,
+                    " neighbours, got k=", k);
   if (name == "naslid") return Estimator::kNasLid;
-  if (name == "levina") {
-    TORCH_CHECK_VALUE(k >= 2, "naslid::", op, ": estimator 'levina' needs k >= 2, got k=", k);
-    return Estimator::kLevina;
-  }
+  if (name == "levina") return Estimator::kLevina;
   TORCH_CHECK_VALUE(false, "naslid::", op, ": estimator must be 'naslid' or 'levina', got '",
               std::string(name), "'");
   return Estimator::kNasLid;

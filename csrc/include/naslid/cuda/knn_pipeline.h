@@ -12,6 +12,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include "naslid/exact_gemm.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -99,8 +101,8 @@ inline at::Tensor round_to_tf32(const at::Tensor& t) {
 }
 
 inline void check_min_k(const char* op, Estimator est, int64_t k) {
-  TORCH_CHECK_VALUE(est != Estimator::kLevina || k >= 2, op,
-                    ": estimator \"levina\" needs k >= 2, got k = ", k);
+  (void)est;
+  TORCH_CHECK_VALUE(k >= kMinLidK, op, ": the MLE needs k >= ", kMinLidK, " neighbours, got k = ", k);
 }
 
 inline void check_knn_inputs(const char* op, const at::Tensor& x, const at::Tensor& y, int64_t k,
@@ -161,7 +163,7 @@ void knn_forward(const at::Tensor& x, const at::Tensor& y, bool y_is_x, int64_t 
       for (int64_t r0 = 0; r0 < N; r0 += pl.rows_per_chunk) {
         const int64_t r1 = std::min(N, r0 + pl.rows_per_chunk);
         const at::Tensor gram =
-            at::bmm(xg.slice(0, b0, b1).slice(1, r0, r1), ygt.slice(0, b0, b1)).contiguous();
+            gram_bmm(xg.slice(0, b0, b1).slice(1, r0, r1), ygt.slice(0, b0, b1));
         KnnParams<scalar_t> p;
         p.x = x.data_ptr<scalar_t>();
         p.y = y.data_ptr<scalar_t>();
@@ -275,8 +277,7 @@ at::Tensor lid_mle_op(const at::Tensor& sqdist, const std::string& estimator, in
   TORCH_CHECK_TYPE(sqdist.scalar_type() == at::kFloat || sqdist.scalar_type() == at::kDouble,
                    "naslid::lid_mle: sqdist must be float32 or float64, got ", sqdist.scalar_type());
   const int64_t k = sqdist.size(-1);
-  TORCH_CHECK_VALUE(k >= (est == Estimator::kLevina ? 2 : 1) || sqdist.numel() == 0,
-                    "naslid::lid_mle: need k >= ", est == Estimator::kLevina ? 2 : 1,
+  TORCH_CHECK_VALUE(k >= kMinLidK || sqdist.numel() == 0, "naslid::lid_mle: need k >= ", kMinLidK,
                     " neighbours, got sqdist ", sqdist.sizes());
   const at::Tensor s = sqdist.contiguous();
   std::vector<int64_t> shape(s.sizes().begin(), s.sizes().end() - 1);
