@@ -406,7 +406,7 @@ class Engine:
     def search_and_rank(self, tree: dict, leaves: list[str]):
         from .data import fixed_batches
         from .evaluate import SubnetEvaluator
-        from .search import evolutionary_search, random_search
+        from .evolution import evolutionary_search, random_search
 
         se = self.cfg.search
         nets = []

@@ -1,4 +1,4 @@
-"""Evolutionary and random search over the union of leaf masks (naslid.search)."""
+"""Evolutionary and random search over the union of leaf masks (naslid.evolution)."""
 from __future__ import annotations
 
 import itertools
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fake_space import FakeSpace
-from naslid.search import EvolutionConfig, MaskUnion, evolutionary_search, random_search
+from naslid.evolution import EvolutionConfig, MaskUnion, evolutionary_search, random_search
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OPS = ("a", "b", "c", "d", "e")
