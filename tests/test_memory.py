@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from naslid.memory import bench_memory, bench_memory_main, measure_peak
+from naslid.rss import reset_peak_rss, rss_bytes
 
 MB = 1_000_000
 
@@ -41,6 +42,19 @@ def test_overlapping_and_sequential_allocations():
     m = measure_peak(lambda: torch.ones(2 * MB // 4).sum(), "cpu")
     assert abs(m["peak_extra_bytes"] - 2 * MB) <= 0.01 * 2 * MB
     del big
+
+
+def test_rss_helpers_see_a_written_allocation():
+    """``rss_bytes`` reads /proc/self/status; the peak (VmHWM) covers a 64 MB buffer written and
+    freed; ``reset_peak_rss`` brings the peak back down to about the current RSS."""
+    now = rss_bytes("VmRSS")
+    assert now is not None and now > MB
+    assert rss_bytes("VmNoSuchField") is None
+    if reset_peak_rss():
+        assert rss_bytes("VmHWM") <= rss_bytes("VmRSS") + 8 * MB
+    blob = b"\x01" * (64 * MB)  # written, so resident
+    del blob
+    assert rss_bytes("VmHWM") >= now + 60 * MB
 
 
 def _small(**kw):

@@ -11,7 +11,7 @@ Python API::
 ``import naslid`` is cheap: the pipeline (and torch) are imported on first use. The evolutionary
 and random search over the leaves' masks live in ``naslid.evolution``.
 """
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
 
 def search(config=None, **overrides):

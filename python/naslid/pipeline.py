@@ -49,7 +49,7 @@ import torch
 from .checkpoint import CheckpointError, RunFolder, atomic_write_text
 from .config import SearchConfig
 from .distributed import DistContext, GradAllReduce, ShardedForward
-from .memory import reset_peak_rss, rss_bytes
+from .rss import reset_peak_rss, rss_bytes
 
 log = logging.getLogger(__name__)
 
