@@ -89,6 +89,19 @@ def test_bad_npz_and_benchmarks(capsys, tmp_path):
         assert not (tmp_path / d).exists()
 
 
+def test_benchmark_that_is_not_a_csv(capsys, tmp_path, monkeypatch):
+    """A non-CSV benchmark without a NATS-Bench reader installed: one line naming the file, not an
+    ImportError traceback."""
+    from naslid import benchmark
+
+    monkeypatch.setattr(benchmark, "nats_api_available", lambda: False)
+    readme = tmp_path / "README.md"
+    readme.write_text("# not a benchmark\n")
+    rc, out, err = run_main(capsys, "--benchmark", str(readme), "--out", str(tmp_path / "o"))
+    assert_one_line_error(rc, out, err, "README.md", "not a .csv file", "nats_bench")
+    assert not (tmp_path / "o").exists()
+
+
 def test_resume_without_run(capsys, tmp_path):
     rc, out, err = run_main(capsys, "--resume", "--out", str(tmp_path / "none"))
     assert_one_line_error(rc, out, err, "no naslid run to resume")
