@@ -91,7 +91,13 @@ def test_single_context_and_owner():
     assert ctx.broadcast_object({"a": 1}) == {"a": 1} and ctx.all_ok(True)
     two = DistContext(rank=1, world_size=2)
     assert [two.owner(i) for i in range(5)] == [0, 1, 0, 1, 0]
-    with pytest.raises(ValueError, match="CUDA"):
-        if torch.cuda.is_available():
-            raise ValueError("CUDA present: nothing to check")
+
+
+def test_cuda_context_needs_a_gpu(monkeypatch):
+    if torch.cuda.is_available():
+        assert DistContext.single("cuda").device.type == "cuda"
+        assert DistContext.single("auto").device.type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without a GPU
+    with pytest.raises(ValueError, match="no CUDA device is available"):
         DistContext.single("cuda")
+    assert DistContext.single("auto").device.type == "cpu"

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from fake_space import FakeSpace
+from naslid.benchmark import load_csv_benchmark
 from naslid.evolution import EvolutionConfig, MaskUnion, evolutionary_search, random_search
+from naslid.spaces.nb201 import NB201Space
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OPS = ("a", "b", "c", "d", "e")
@@ -195,8 +197,7 @@ def test_bad_fitness_and_masks():
 
 
 def test_nb201_isomorphic_candidates_evaluated_once():
-    nb201 = pytest.importorskip("naslid.spaces.nb201")
-    space = nb201.NB201Space(C=4, N=1)
+    space = NB201Space(C=4, N=1)
     calls = []
 
     def fitness(arch):
@@ -213,10 +214,7 @@ def test_nb201_evolution_on_the_real_benchmark():
     path = SHARED / "nb201_cifar10_valid.csv"
     if not path.is_file():
         pytest.skip(f"shared data absent ({path}): real-benchmark search test skipped")
-    nb201 = pytest.importorskip("naslid.spaces.nb201")
-    from naslid.benchmark import load_csv_benchmark
-
-    space = nb201.NB201Space()
+    space = NB201Space()
     bench = load_csv_benchmark(path, space)
     res = evolutionary_search(space, None, lambda a: bench.acc(a),
                               generator=torch.Generator().manual_seed(0))

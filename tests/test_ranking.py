@@ -12,6 +12,7 @@ from scipy import stats
 
 from fake_space import FakeSpace
 from naslid.benchmark import Benchmark, load_benchmark, load_csv_benchmark
+from naslid.spaces.nb201 import NB201Space
 from naslid.ranking import (best_arch_benchmark, rank_correlations, ranking_report,
                             sample_unique_archs, top_archs)
 
@@ -207,8 +208,7 @@ def nb201_bench():
     path = SHARED / "nb201_cifar10_valid.csv"
     if not path.is_file():
         pytest.skip(f"shared data absent ({path}): real-benchmark tests skipped")
-    nb201 = pytest.importorskip("naslid.spaces.nb201")
-    space = nb201.NB201Space()
+    space = NB201Space()
     return space, load_csv_benchmark(path, space)
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from naslid.spaces import get_space
 from naslid.spaces.mobile_blocks import ElasticMBConv, make_divisible
 from naslid.spaces.ofa import UNIT_SE, OFASpace
+from naslid.spaces.taps import FeatureTap
 
 REF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reference_archs"
 needs_data = pytest.mark.skipif(not REF.is_dir(), reason=f"reference archs not found at {REF}")
@@ -334,10 +335,9 @@ def test_lid_layers_depth_invariant():
 
 
 def test_feature_tap_leaves_no_hooks():
-    taps = pytest.importorskip("naslid.spaces.taps")
     sp = small()
     net = sp.build_supernet().eval()
-    with taps.FeatureTap(net) as tap:
+    with FeatureTap(net) as tap:
         net(torch.zeros(3, 3, 32, 32))
     assert len(tap.features()) == 7
     assert all(not m._forward_hooks for m in net.modules())

@@ -13,6 +13,7 @@ from torch import nn
 from naslid.spaces import get_space
 from naslid.spaces.mobile_blocks import make_divisible
 from naslid.spaces.proxyless import MB_CANDIDATES, ZERO, ProxylessSpace, parse_op
+from naslid.spaces.taps import FeatureTap
 
 REF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reference_archs"
 needs_data = pytest.mark.skipif(not REF.is_dir(), reason=f"reference archs not found at {REF}")
@@ -286,10 +287,9 @@ def test_lid_layers_and_decision_parameters():
 
 
 def test_feature_tap_leaves_no_hooks():
-    taps = pytest.importorskip("naslid.spaces.taps")
     sp = small()
     net = sp.build_supernet().eval()
-    with taps.FeatureTap(net) as tap:
+    with FeatureTap(net) as tap:
         net(torch.zeros(3, 3, 32, 32))
     feats = tap.features()
     assert len(feats) == 23 and feats[0].shape[0] == 3
