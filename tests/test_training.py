@@ -17,13 +17,7 @@ from naslid.training import (OptimConfig, build_optimizer, build_scheduler, make
                              reinit_parameters, train_epoch)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscription stalls on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
