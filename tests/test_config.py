@@ -13,7 +13,7 @@ def test_presets_load_and_validate():
     p = SearchConfig.preset_config("paper").validate(num_decisions=6)
     assert (q.space.name, q.data.dataset, q.split.criterion) == ("nb201", "digits", "lid")
     assert q.device == "cpu" and q.preset == "quick"
-    # the paper preset is the released code's NB201 schedule and search (naslid.md §2, §4)
+    # the paper preset is the released code's NB201 schedule and search (docs/method.md)
     assert p.train.warmup_epochs == [20, 40, 60, 80] and p.levels == 4
     assert (p.space.C, p.space.N) == (16, 5)
     s = p.search
