@@ -1,6 +1,6 @@
 """naslid_ext: exact, fast k-NN and MLE local intrinsic dimension (LID) ops for PyTorch.
 
-Public API (shapes in each docstring; conventions in naslid_ext.api and docs/ops_api.md):
+Public API (shapes in each docstring; the conventions are stated in docs/ops_api.md):
   knn(x, k, y=None, *, exclude_self=None, backend="auto", check_finite=True) -> (sqdist, idx)
   lid_mle(sqdist, *, estimator="naslid") -> LID per point
   lid(x, k=20, *, estimator="naslid", reduction="mean", backend="auto", batched=False)

@@ -1,15 +1,13 @@
 """The MLE LID formula in plain torch: the one Python mirror of `csrc/include/naslid/lid_math.h`.
 
 Used by the torch and faiss backends when `torch.ops.naslid.lid_mle` has no kernel for the device.
-It must stay equal to `naslid::lid_from_sorted_sqdist` term by term (tests compare the two):
+It must stay equal to `naslid::lid_from_sorted_sqdist` term by term (tests compare the two).
 
-* input: sorted squared distances s_1 <= ... <= s_k of each point's k nearest other points;
-* "naslid": -k / sum_{j=1..k} log(r_j / r_k)       (the j = k term is 0; k >= 2)
-  "levina": (k-1) / sum_{j=1..k-1} log(r_k / r_j)  (Levina-Bickel / scikit-dimension; k >= 2)
-  with log(r_k / r_j) = 0.5 * log(s_k / s_j): the factor 0.5 is applied once, below;
-* s_k == 0, or any s_j == 0 among the summed terms (a duplicate point)  -> LID 0;
-* sum of logs so small that numer / log_sum would exceed 1 / eps (all neighbours equidistant)
-  -> LID = cap = 1 / eps of the compute dtype (8388608 for float32, 4.5e15 for float64).
+The estimators ("naslid", "levina") and the values of degenerate neighbourhoods (LID 0 for a zero
+distance, the cap 1 / eps of the compute dtype for equidistant neighbours) are defined in
+docs/ops_api.md ("The estimators", "Degenerate neighbourhoods"). Here the input is the sorted
+squared distances s_1 <= ... <= s_k, and log(r_k / r_j) = 0.5 * log(s_k / s_j): the factor 0.5 is
+applied once, below.
 """
 from __future__ import annotations
 

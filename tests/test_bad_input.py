@@ -31,7 +31,7 @@ def test_knn_k_below_one(k):
 
 @pytest.mark.parametrize("k", [9, 10])
 def test_knn_k_not_below_candidates_with_self_excluded(k):
-    # the rule: k >= number of candidates (here M-1 = 9) is bad input
+    # docs/ops_api.md: k >= number of candidates (here M-1 = 9) is bad input
     with pytest.raises(ValueError, match=rf"naslid_ext\.knn: k={k} must be smaller .*M-1=9 .*\(10, 3\).*1 <= k <= 8"):
         naslid_ext.knn(X, k)
 

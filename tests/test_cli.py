@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from naslid.cli import main
+from naslid import memory
+from naslid.cli import main, resolve_config
 
 MICRO_ARGS = ["--image-size", "8", "--max-train", "128", "--max-valid", "64", "--warmup", "1",
               "--leaf-epochs", "1", "--set", "space.C=4", "--set", "data.batch_size=32",
@@ -89,6 +90,19 @@ def test_bad_npz_and_benchmarks(capsys, tmp_path):
         assert not (tmp_path / d).exists()
 
 
+def test_benchmark_that_is_not_a_csv(capsys, tmp_path, monkeypatch):
+    """A non-CSV benchmark without a NATS-Bench reader installed: one line naming the file, not an
+    ImportError traceback."""
+    from naslid import benchmark
+
+    monkeypatch.setattr(benchmark, "nats_api_available", lambda: False)
+    readme = tmp_path / "README.md"
+    readme.write_text("# not a benchmark\n")
+    rc, out, err = run_main(capsys, "--benchmark", str(readme), "--out", str(tmp_path / "o"))
+    assert_one_line_error(rc, out, err, "README.md", "not a .csv file", "nats_bench")
+    assert not (tmp_path / "o").exists()
+
+
 def test_resume_without_run(capsys, tmp_path):
     rc, out, err = run_main(capsys, "--resume", "--out", str(tmp_path / "none"))
     assert_one_line_error(rc, out, err, "no naslid run to resume")
@@ -122,26 +136,36 @@ def test_subprocess_error_is_one_line():
 
 
 def test_spaces_subcommand(capsys):
-    pytest.importorskip("naslid.spaces.describe")
     rc = main(["spaces", "nb201", "--arch", ARCH])
     out = capsys.readouterr().out
     assert rc == 0 and "edge" in out.lower()
 
 
 def test_bench_memory_dispatch(monkeypatch):
-    mem = pytest.importorskip("naslid.memory")
     seen = {}
 
     def fake(argv):
         seen["argv"] = argv
         return 0
 
-    monkeypatch.setattr(mem, "bench_memory_main", fake)
+    monkeypatch.setattr(memory, "bench_memory_main", fake)
     assert main(["bench-memory", "--space", "nb201", "--batch", "2"]) == 0
     assert seen["argv"] == ["--space", "nb201", "--batch", "2"]
 
 
-def test_no_subcommand_runs_search_help(capsys):
+def test_no_subcommand_runs_the_quick_search(monkeypatch):
+    """`naslid` alone is `naslid search` with no options (the quick preset)."""
+    import naslid.cli
+
+    seen = []
+    monkeypatch.setattr(naslid.cli, "cmd_search", lambda a: seen.append(a) or 0)
+    assert main([]) == 0
+    assert len(seen) == 1 and seen[0].command == "search"
+    assert seen[0].preset is None and seen[0].config is None and seen[0].sets == []
+    assert resolve_config(seen[0]).preset == "quick"
+
+
+def test_search_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["search", "--help"])
     assert e.value.code == 0

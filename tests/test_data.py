@@ -9,18 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import SHARED_DATA
 from naslid import data as D
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: one intra-op thread avoids oversubscription stalls on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -385,7 +378,7 @@ def test_fixed_batches_deterministic():
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.data
 def test_shared_cifar10_npz_nb201_protocol():
-    path = SHARED / "cifar10.npz"
+    path = SHARED_DATA / "cifar10.npz"
     if not path.is_file():
         pytest.skip(f"shared data absent ({path}): real-data test skipped")
     s = D.load_splits("npz", path, seed=0)

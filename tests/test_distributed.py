@@ -11,27 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import micro_config
 from naslid.config import SearchConfig
 from naslid.distributed import DistContext, ShardedForward
 from naslid.pipeline import run_search
 from naslid.spaces import get_space
 
-MICRO = {
-    "space": {"name": "nb201", "C": 4, "N": 1},
-    "data": {"dataset": "digits", "image_size": 8, "max_train": 192, "max_valid": 96, "batch_size": 32},
-    "split": {"criterion": "lid", "repeats": 1, "k": 8, "batch_size": 48},
-    # bn_shards 2: the global batch of 32 is two BatchNorm shards of 16, in one process or on two ranks
-    "train": {"warmup_epochs": [1, 2], "leaf_epochs": 1, "bn_shards": 2},
-    "search": {"population": 6, "generations": 2, "parents": 2, "crossover": 2, "mutation": 2,
-               "newcomers": 2, "bn_batches": 1, "eval_batch_size": 96},
-    "quiet": True, "threads": 1, "plots": False, "tensorboard": False,
-}
+# bn_shards 2: the global batch of 32 is two BatchNorm shards of 16, in one process or on two ranks
+DIST = {"train": {"bn_shards": 2}, "plots": False, "tensorboard": False}
 
 
 def micro(out: Path) -> SearchConfig:
-    cfg = SearchConfig.from_dict(MICRO, base=SearchConfig.preset_config("quick"))
-    cfg.out = str(out)
-    return cfg
+    return micro_config(out, DIST)
 
 
 def tree_content(tree: dict) -> dict:
@@ -91,7 +82,13 @@ def test_single_context_and_owner():
     assert ctx.broadcast_object({"a": 1}) == {"a": 1} and ctx.all_ok(True)
     two = DistContext(rank=1, world_size=2)
     assert [two.owner(i) for i in range(5)] == [0, 1, 0, 1, 0]
-    with pytest.raises(ValueError, match="CUDA"):
-        if torch.cuda.is_available():
-            raise ValueError("CUDA present: nothing to check")
+
+
+def test_cuda_context_needs_a_gpu(monkeypatch):
+    if torch.cuda.is_available():
+        assert DistContext.single("cuda").device.type == "cuda"
+        assert DistContext.single("auto").device.type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without a GPU
+    with pytest.raises(ValueError, match="no CUDA device is available"):
         DistContext.single("cuda")
+    assert DistContext.single("auto").device.type == "cpu"

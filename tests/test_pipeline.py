@@ -11,27 +11,14 @@ import torch
 from scipy import stats
 
 import naslid
+from helpers import MICRO, micro_config
 from naslid.config import SearchConfig
 from naslid.pipeline import derive_seed, run_search
 from naslid.spaces import get_space
 
-MICRO = {
-    "space": {"name": "nb201", "C": 4, "N": 1},
-    "data": {"dataset": "digits", "image_size": 8, "max_train": 192, "max_valid": 96, "batch_size": 32},
-    "split": {"criterion": "lid", "repeats": 1, "k": 8, "batch_size": 48},
-    "train": {"warmup_epochs": [1, 2], "leaf_epochs": 1},
-    "search": {"population": 6, "generations": 2, "parents": 2, "crossover": 2, "mutation": 2,
-               "newcomers": 2, "bn_batches": 1, "eval_batch_size": 96},
-    "benchmark": {"sample_size": 12, "top_fraction": 0.2},
-    "quiet": True, "threads": 1,
-}
-
 
 def micro(tmp_path: Path, name: str = "run", **sections) -> SearchConfig:
-    cfg = SearchConfig.from_dict(MICRO, base=SearchConfig.preset_config("quick"))
-    cfg = SearchConfig.from_dict(sections, base=cfg)
-    cfg.out = str(tmp_path / name)
-    return cfg
+    return micro_config(tmp_path / name, sections)
 
 
 def write_benchmark(path: Path, n: int = 40, seed: int = 0) -> Path:

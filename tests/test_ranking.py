@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +11,10 @@ from scipy import stats
 
 from fake_space import FakeSpace
 from naslid.benchmark import Benchmark, load_benchmark, load_csv_benchmark
+from helpers import SHARED_DATA
 from naslid.ranking import (best_arch_benchmark, rank_correlations, ranking_report,
                             sample_unique_archs, top_archs)
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,18 +199,8 @@ def test_ranking_report_values_and_json(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# the real NB201 benchmark (../shared/data)
+# the real NB201 benchmark (../shared/data; the nb201_bench fixture is in conftest.py)
 # ------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def nb201_bench():
-    path = SHARED / "nb201_cifar10_valid.csv"
-    if not path.is_file():
-        pytest.skip(f"shared data absent ({path}): real-benchmark tests skipped")
-    nb201 = pytest.importorskip("naslid.spaces.nb201")
-    space = nb201.NB201Space()
-    return space, load_csv_benchmark(path, space)
-
-
 @pytest.mark.data
 def test_nb201_csv_top1_and_sample(nb201_bench):
     space, b = nb201_bench
@@ -236,7 +225,7 @@ def test_nb201_csv_top1_and_sample(nb201_bench):
 @pytest.mark.data
 def test_nb201_csv_with_an_arch_outside_the_space(nb201_bench, tmp_path):
     space, _ = nb201_bench
-    lines = (SHARED / "nb201_cifar10_valid.csv").read_text().splitlines()[:4]
+    lines = (SHARED_DATA / "nb201_cifar10_valid.csv").read_text().splitlines()[:4]
     lines[3] = lines[3].replace("skip_connect", "sep_conv_5x5", 1).replace("none", "sep_conv_5x5", 1)
     if "sep_conv_5x5" not in lines[3]:
         lines[3] = lines[3].replace("~0|", "~9|", 1)

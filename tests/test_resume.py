@@ -15,26 +15,17 @@ import torch
 
 from naslid.checkpoint import (CheckpointError, RunFolder, atomic_write_bytes, atomic_write_json,
                                load_checkpoint)
+from helpers import micro_config
 from naslid.config import SearchConfig
 from naslid.pipeline import run_search
 
-# micro run; more batches per epoch than test_pipeline so that the kill lands mid-stage
-MICRO = {
-    "space": {"name": "nb201", "C": 4, "N": 1},
-    "data": {"dataset": "digits", "image_size": 8, "max_train": 256, "max_valid": 96, "batch_size": 16},
-    "split": {"criterion": "lid", "repeats": 1, "k": 8, "batch_size": 48},
-    "train": {"warmup_epochs": [2, 3], "leaf_epochs": 1},
-    "search": {"population": 6, "generations": 2, "parents": 2, "crossover": 2, "mutation": 2,
-               "newcomers": 2, "bn_batches": 1, "eval_batch_size": 96},
-    "quiet": True, "threads": 1, "plots": False, "tensorboard": False,
-}
+# the micro run with more batches per epoch than test_pipeline's, so that the kill lands mid-stage
+RESUME = {"data": {"max_train": 256, "batch_size": 16}, "train": {"warmup_epochs": [2, 3]},
+          "plots": False, "tensorboard": False}
 
 
 def micro(out: Path, **sections) -> SearchConfig:
-    cfg = SearchConfig.from_dict(MICRO, base=SearchConfig.preset_config("quick"))
-    cfg = SearchConfig.from_dict(sections, base=cfg)
-    cfg.out = str(out)
-    return cfg
+    return micro_config(out, RESUME, sections)
 
 
 def content(res_json: dict) -> dict:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import pathlib
 import random
 from collections import defaultdict
 
@@ -10,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import SHARED_DATA, hook_macs
 from naslid.spaces import get_space
 from naslid.spaces.nb201 import NB201Network, NB201Supernet
 from naslid.spaces.nb201_ops import NB201_EDGE_KEYS, NB201_OPS
 
-DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CSV = DATA / "nb201_cifar10_valid.csv"
+CSV = SHARED_DATA / "nb201_cifar10_valid.csv"
 
 # Rows whose `params_m_cifar10` is not the parameter count of the row's own network. The value of
 # each of them is the count of another member of the same isomorphism class: NAS-Bench-201 /
@@ -159,35 +158,13 @@ def test_count_params_equals_built_module(options):
         assert space.count_params(arch) == sum(p.numel() for p in net.parameters())
 
 
-def _hook_macs(net: nn.Module, x: torch.Tensor) -> int:
-    """Independent count: multiply-adds of every Conv2d / Linear from its actual output shape."""
-    total = [0]
-
-    def conv_hook(m, inp, out):
-        total[0] += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-
-    def lin_hook(m, inp, out):
-        total[0] += out[0].numel() * m.in_features
-
-    handles = [m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else lin_hook)
-               for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            net.eval()(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0]
-
-
 @pytest.mark.parametrize("options,size", [({}, 32), (dict(C=8, N=2, in_channels=1), 16),
                                           (dict(C=4, N=1, num_classes=3), 40)])
 def test_count_macs_equals_hook_count(options, size):
     space = get_space("nb201", **options)
     for arch in _sample_archs(6, seed=size):
         net = space.build_subnet(arch)
-        x = torch.randn(1, space.in_channels, size, size)
-        assert space.count_macs(arch, size) == _hook_macs(net, x)
+        assert space.count_macs(arch, size) == hook_macs(net, size, space.in_channels)
     if size == space.input_size:
         assert space.count_macs(arch) == space.count_macs(arch, size)
 

@@ -5,66 +5,20 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from helpers import REFERENCE_ARCHS as REF
+from helpers import block_fields, hook_macs, randomize
 from naslid.spaces import get_space
 from naslid.spaces.mobile_blocks import ElasticMBConv, make_divisible
 from naslid.spaces.ofa import UNIT_SE, OFASpace
+from naslid.spaces.taps import FeatureTap
 
-REF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reference_archs"
 needs_data = pytest.mark.skipif(not REF.is_dir(), reason=f"reference archs not found at {REF}")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: intra-op threads only add contention on a busy 2-core machine
-    (measured: 194 s with 2 threads vs ~25 s with 1 under load). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def hook_macs(net: nn.Module, size: int, in_channels: int = 3) -> int:
-    """Independent counter: Conv2d out.numel()/B * cin/groups * kh * kw, Linear in * out."""
-    total = [0]
-
-    def conv_hook(m, inp, out):
-        total[0] += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-
-    def lin_hook(m, inp, out):
-        total[0] += m.in_features * m.out_features
-
-    hs = [m.register_forward_hook(conv_hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
-    hs += [m.register_forward_hook(lin_hook) for m in net.modules() if isinstance(m, nn.Linear)]
-    try:
-        with torch.no_grad():
-            net.eval()(torch.zeros(1, in_channels, size, size))
-    finally:
-        for h in hs:
-            h.remove()
-    return total[0]
-
-
-def randomize(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights (transformation matrices included) and BN statistics."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if "transform_" in name:
-                p.copy_(torch.eye(p.shape[0]) + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return net
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(**kw) -> OFASpace:
@@ -334,10 +288,9 @@ def test_lid_layers_depth_invariant():
 
 
 def test_feature_tap_leaves_no_hooks():
-    taps = pytest.importorskip("naslid.spaces.taps")
     sp = small()
     net = sp.build_supernet().eval()
-    with taps.FeatureTap(net) as tap:
+    with FeatureTap(net) as tap:
         net(torch.zeros(3, 3, 32, 32))
     assert len(tap.features()) == 7
     assert all(not m._forward_hooks for m in net.modules())
@@ -381,13 +334,6 @@ def test_net_config_round_trip():
         assert config_space_options(cfg)[1]["width"] == width or width == 0.25
 
 
-def _block_fields(cfg):
-    keys = ("name", "in_channels", "out_channels", "kernel_size", "stride", "expand_ratio",
-            "act_func", "use_se")
-    return [tuple(b["mobile_inverted_conv"].get(k) for k in keys) + (b["shortcut"] is not None,)
-            for b in cfg["blocks"]]
-
-
 # ----- reference architectures (shared data) ---------------------------------------------------
 @needs_data
 @pytest.mark.data
@@ -401,7 +347,7 @@ def test_written_config_reproduces_released_file(name):
     cfg = json.loads(path.read_text())
     sp = space_for_config(path, dropout=0.0)
     ours = to_net_config(sp, load_net_config(path, sp))
-    assert _block_fields(ours) == _block_fields(cfg)
+    assert block_fields(ours) == block_fields(cfg)
     for k in ("first_conv", "final_expand_layer", "feature_mix_layer", "bn", "classifier"):
         assert ours[k] == cfg[k], k
 

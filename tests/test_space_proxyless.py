@@ -4,65 +4,20 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from helpers import REFERENCE_ARCHS as REF
+from helpers import block_fields, hook_macs, randomize
 from naslid.spaces import get_space
 from naslid.spaces.mobile_blocks import make_divisible
 from naslid.spaces.proxyless import MB_CANDIDATES, ZERO, ProxylessSpace, parse_op
+from naslid.spaces.taps import FeatureTap
 
-REF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reference_archs"
 needs_data = pytest.mark.skipif(not REF.is_dir(), reason=f"reference archs not found at {REF}")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: intra-op threads only add contention on a busy 2-core machine
-    (measured: 194 s with 2 threads vs ~25 s with 1 under load). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-# ----- independent oracles -----------------------------------------------------------------------
-def hook_macs(net: nn.Module, size: int, in_channels: int = 3) -> int:
-    """Conv / linear multiply-adds measured on a forward: every Conv2d contributes
-    out.numel() / B * (cin / groups) * kh * kw, every Linear in * out (biases not counted)."""
-    total = [0]
-
-    def conv_hook(m, inp, out):
-        total[0] += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-
-    def lin_hook(m, inp, out):
-        total[0] += m.in_features * m.out_features
-
-    hs = [m.register_forward_hook(conv_hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
-    hs += [m.register_forward_hook(lin_hook) for m in net.modules() if isinstance(m, nn.Linear)]
-    try:
-        with torch.no_grad():
-            net.eval()(torch.zeros(1, in_channels, size, size))
-    finally:
-        for h in hs:
-            h.remove()
-    return total[0]
-
-
-def randomize(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights and BN statistics, so that equality tests cannot pass by symmetry."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return net
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(**kw) -> ProxylessSpace:
@@ -286,10 +241,9 @@ def test_lid_layers_and_decision_parameters():
 
 
 def test_feature_tap_leaves_no_hooks():
-    taps = pytest.importorskip("naslid.spaces.taps")
     sp = small()
     net = sp.build_supernet().eval()
-    with taps.FeatureTap(net) as tap:
+    with FeatureTap(net) as tap:
         net(torch.zeros(3, 3, 32, 32))
     feats = tap.features()
     assert len(feats) == 23 and feats[0].shape[0] == 3
@@ -321,13 +275,6 @@ def test_net_config_round_trip():
             assert config_space_options(cfg)[1]["width"] == width
 
 
-def _block_fields(cfg):
-    keys = ("name", "in_channels", "out_channels", "kernel_size", "stride", "expand_ratio",
-            "act_func", "use_se")
-    return [tuple(b["mobile_inverted_conv"].get(k) for k in keys) + (b["shortcut"] is not None,)
-            for b in cfg["blocks"]]
-
-
 # ----- reference architectures (shared data) ---------------------------------------------------
 @needs_data
 @pytest.mark.data
@@ -340,7 +287,7 @@ def test_written_config_reproduces_released_file(name):
     cfg = json.loads(path.read_text())
     sp = space_for_config(path)
     ours = to_net_config(sp, load_net_config(path, sp))
-    assert _block_fields(ours) == _block_fields(cfg)
+    assert block_fields(ours) == block_fields(cfg)
     for k in ("first_conv", "feature_mix_layer", "bn", "classifier"):
         assert ours[k] == cfg[k], k
 

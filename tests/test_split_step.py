@@ -12,13 +12,6 @@ from naslid.split import SplitConfig, SplitRecord, similarity_matrix, split_step
 from split_fakes import FakeSpace, FakeSupernet, make_batches, naive_lid
 
 
-def _needs_tap():
-    pytest.importorskip("naslid.spaces.taps", reason="FeatureTap (naslid/spaces/taps.py) not available yet")
-    import naslid_ext
-    if not hasattr(naslid_ext, "lid"):
-        pytest.skip("naslid_ext.lid not available yet")
-
-
 def _setup(seed=0):
     torch.manual_seed(seed)
     space = FakeSpace()
@@ -73,7 +66,6 @@ def _captured_lid(space, net, d, rec, batches, k):
 
 # ----------------------------------------------------------------------------------------- lid
 def test_lid_split_vectors_match_independent_oracle():
-    _needs_tap()
     space, net = _setup()
     cfg = SplitConfig(criterion="lid", repeats=2, k=5)
     batches = make_batches(2, b=24)
@@ -99,7 +91,6 @@ def test_lid_split_vectors_match_independent_oracle():
 
 
 def test_lid_split_deterministic_given_seed_and_json_roundtrip():
-    _needs_tap()
     space, net = _setup()
     cfg = SplitConfig(criterion="lid", repeats=2, k=5, partition="spectral")
     batches = make_batches(2, b=24)
@@ -117,7 +108,6 @@ def test_lid_split_deterministic_given_seed_and_json_roundtrip():
 
 
 def test_partially_split_mask_skips_split_decisions():
-    _needs_tap()
     space, net = _setup()
     mask = space.full_mask()
     mask["d2"] = torch.tensor([True, False, True, False, True])
@@ -228,8 +218,6 @@ def _nb201():
 
 @pytest.mark.parametrize("criterion", ["lid", "grad"])
 def test_nb201_tiny_split_partitions_parent_on_one_decision(criterion):
-    if criterion == "lid":
-        _needs_tap()
     space, net = _nb201()
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(24, 3, 16, 16, generator=g), torch.randint(10, (24,), generator=g))]

@@ -11,18 +11,13 @@ import torch
 
 from fake_space import FakeSpace, mask_with
 from naslid import data as D
+from naslid.spaces.nb201 import NB201Space
 from naslid.evaluate import SubnetEvaluator, evaluate_arch, recalibrate_bn
 from naslid.training import (OptimConfig, build_optimizer, build_scheduler, make_generator,
                              reinit_parameters, train_epoch)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscription stalls on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -269,8 +264,7 @@ def test_subnet_evaluator_uses_the_leaf_containing_the_arch(trained):
 
 
 def test_nb201_train_and_evaluate_smoke():
-    nb201 = pytest.importorskip("naslid.spaces.nb201")
-    space = nb201.NB201Space(C=4, N=1, num_classes=10, input_size=8)
+    space = NB201Space(C=4, N=1, num_classes=10, input_size=8)
     sd = D.load_splits("digits", image_size=8, max_train=64, max_valid=32).search_data()
     torch.manual_seed(0)
     net = space.build_supernet()

@@ -1,4 +1,4 @@
-"""k-NN through the faiss package, normalised to the naslid_ext contract.
+"""k-NN through the faiss package, normalised to the naslid_ext contract (docs/ops_api.md).
 
 faiss finds candidates: `faiss.knn` on CPU numpy float32 arrays, `faiss.knn_gpu` with a
 `StandardGpuResources` on CUDA tensors (via `faiss.contrib.torch_utils`, ordered on torch's current
@@ -70,7 +70,7 @@ def knn(x: torch.Tensor, y: torch.Tensor, k: int, exclude_self: bool, api: str =
     Args:
         x: (B, N, D) queries, float32/float64, contiguous, finite.
         y: (B, M, D) references.
-        k: 1 <= k <= M (M - 1 with exclude_self).
+        k: neighbours per query, validated by the caller (the rule is in docs/ops_api.md).
         exclude_self: drop index i from query i's neighbours (needs N == M).
     Returns:
         sqdist (B, N, k) in x.dtype and idx (B, N, k) int64.

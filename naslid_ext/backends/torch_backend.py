@@ -1,7 +1,6 @@
 """k-NN in plain, vectorised torch: the portable backend (any device torch supports).
 
-Contract (same as the ext kernels): squared Euclidean distances, ascending, ties to the lower index,
-int64 indices, `exclude_self` drops reference index i for query i (by index: duplicates stay).
+Contract: the same as the ext kernels, stated in docs/ops_api.md ("Conventions (every backend)").
 
 Method, per batch entry and per block of query rows (memory stays O(rows * M + rows * c * D)):
   1. approximate distances from the Gram form |x|^2 + |y|^2 - 2 x.y on data centred at the mean of
@@ -154,7 +153,7 @@ def knn(x: torch.Tensor, y: torch.Tensor, k: int, exclude_self: bool):
     Args:
         x: (B, N, D) queries, float32/float64, contiguous, finite (validated by the caller).
         y: (B, M, D) references (the same tensor as x when searching a set against itself).
-        k: 1 <= k <= M (M - 1 with exclude_self).
+        k: neighbours per query, validated by the caller (the rule is in docs/ops_api.md).
         exclude_self: drop index i from query i's neighbours (needs N == M).
     Returns:
         sqdist (B, N, k) in x.dtype and idx (B, N, k) int64.

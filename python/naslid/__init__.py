@@ -5,15 +5,16 @@ Python API::
     import naslid
     cfg = naslid.SearchConfig.preset_config("quick")      # or naslid.load_config(...)
     cfg.split.criterion = "grad"
-    result = naslid.search(cfg)                            # a naslid.pipeline.SearchResult
+    result = naslid.search(cfg)                            # a naslid.SearchResult
     print(result.best_arch, result.out_dir)
+
+``import naslid`` is cheap: the pipeline (and torch) are imported on first use. The evolutionary
+and random search over the leaves' masks live in ``naslid.evolution``.
 """
-__version__ = "0.1.0"
-
-import types as _types
+from ._version import __version__  # noqa: F401
 
 
-def _search(config=None, **overrides):
+def search(config=None, **overrides):
     """Run a search and return its ``SearchResult`` (see ``naslid.pipeline``).
 
     ``config``: a ``SearchConfig``, a nested dict of fields, a YAML file path, or None (the quick
@@ -39,22 +40,6 @@ def _search(config=None, **overrides):
     if overrides:
         cfg = SearchConfig.from_dict(overrides, base=cfg)
     return run_search(cfg)
-
-
-# ``naslid.search`` is also the module of the search algorithms (``naslid/search.py``): importing
-# any submodule binds it as the package attribute ``search``, so a plain function would be
-# shadowed. The module is made callable instead: ``naslid.search(config)`` runs a search and
-# ``from naslid.search import evolutionary_search`` keeps working.
-class _CallableSearchModule(_types.ModuleType):
-    def __call__(self, config=None, **overrides):
-        """Run a search: see ``naslid._search`` (config: SearchConfig | dict | YAML path | None)."""
-        return _search(config, **overrides)
-
-
-from . import search as _search_module  # noqa: E402
-
-_search_module.__class__ = _CallableSearchModule
-search = _search_module
 
 
 def __getattr__(name):  # lazy: importing naslid stays cheap

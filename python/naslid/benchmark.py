@@ -15,6 +15,7 @@ and its files are not installed in this project's environment).
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -193,10 +194,23 @@ def load_nats_benchmark(path: str | os.PathLike, space: SearchSpace, *,
     return Benchmark(space, rows, columns=cols, source=str(path))
 
 
+def nats_api_available() -> bool:
+    """Whether a package that reads official NATS-Bench / NB201 files is importable."""
+    return any(importlib.util.find_spec(m) is not None for m in ("nats_bench", "nas_201_api"))
+
+
 def load_benchmark(path: str | os.PathLike, space: SearchSpace) -> Benchmark:
-    """``.csv`` -> ``load_csv_benchmark``; anything else -> the (untested) NATS-Bench adapter."""
+    """``.csv`` -> ``load_csv_benchmark``; anything else -> the (untested) NATS-Bench adapter.
+
+    A file that is neither a ``.csv`` nor readable by an installed NATS-Bench package is a
+    ValueError naming the file (the CLI prints it as its one-line error)."""
     if str(path).lower().endswith(".csv"):
         return load_csv_benchmark(path, space)
     if not Path(path).exists():
         raise FileNotFoundError(f"benchmark {str(path)!r}: not found")
+    if not nats_api_available():
+        raise ValueError(f"benchmark {str(path)!r}: not a .csv file, and reading an official "
+                         "NB201/NATS-Bench file needs the 'nats_bench' (or 'nas_201_api') package, "
+                         "which is not installed; give a CSV benchmark (an arch column and *_acc "
+                         "columns)")
     return load_nats_benchmark(path, space)

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from ._version import __version__
+
 MANIFEST = "run.json"
 FORMAT = "naslid-run/1"
 
@@ -155,8 +157,6 @@ class RunFolder:
         return rf
 
     def write_manifest(self, status: str, **extra: Any) -> None:
-        from . import __version__
-
         m = {"format": FORMAT, "config_hash": self.config_hash, "status": status,
              "naslid_version": __version__, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         m.update(extra)

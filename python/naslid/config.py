@@ -138,8 +138,8 @@ class SearchSection:
     eval_batch_size: int = 256
 
     def evolution_config(self):
-        """The ``naslid.search.EvolutionConfig`` of this section, validated."""
-        from .search import EvolutionConfig
+        """The ``naslid.evolution.EvolutionConfig`` of this section, validated."""
+        from .evolution import EvolutionConfig
 
         return EvolutionConfig(population=self.population, generations=self.generations,
                                parents=self.parents, crossover=self.crossover,

@@ -33,6 +33,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from .rss import reset_peak_rss, rss_bytes
+
 PAPER_SAVED_PERCENT = 86.0  # NAS-LID paper: LID saves up to 86 % of GM's GPU memory (NB201, 32x3x224x224)
 SPACES = ("nb201", "proxyless", "ofa")
 DEVICES = ("cpu", "cuda")
@@ -86,29 +88,6 @@ def measure_peak(fn: Callable[[], Any], device: torch.device | str = "cpu") -> d
     else:
         raise ValueError(f"measure_peak: device {device} is not one of {list(DEVICES)}")
     return {"peak_extra_bytes": int(peak), "seconds": seconds, "method": method, "result": out}
-
-
-def rss_bytes(field: str = "VmRSS") -> int | None:
-    """This process's ``/proc/self/status`` memory field in bytes (``VmRSS`` now, ``VmHWM`` peak);
-    None where the file does not exist (not Linux)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Reset this process's peak RSS (``VmHWM``) to its current RSS; False where unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 # ----------------------------------------------------------------------------------------- setup

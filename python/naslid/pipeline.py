@@ -49,7 +49,7 @@ import torch
 from .checkpoint import CheckpointError, RunFolder, atomic_write_text
 from .config import SearchConfig
 from .distributed import DistContext, GradAllReduce, ShardedForward
-from .memory import reset_peak_rss, rss_bytes
+from .rss import reset_peak_rss, rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +406,7 @@ class Engine:
     def search_and_rank(self, tree: dict, leaves: list[str]):
         from .data import fixed_batches
         from .evaluate import SubnetEvaluator
-        from .search import evolutionary_search, random_search
+        from .evolution import evolutionary_search, random_search
 
         se = self.cfg.search
         nets = []

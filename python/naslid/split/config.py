@@ -17,7 +17,7 @@ AVERAGES = ("vector", "similarity")
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Options of one split step (``naslid.md`` §2, §3).
+    """Options of one split step (docs/split.md; the method: docs/method.md).
 
     criterion     ``lid`` (NAS-LID, default) | ``grad`` (GM-NAS gradient matching) |
                   ``random`` (seeded random decision and partition) | ``none`` (no split).

@@ -1,4 +1,4 @@
-"""Which decision to split, given each candidate decision's best partition (``naslid.md`` §2.5, §3).
+"""Which decision to split, given each candidate decision's best partition (docs/method.md, section 7).
 
 rule      value maximised over decisions
 paper     within-group similarity of the best partition (NAS-LID paper)

@@ -1,6 +1,6 @@
 """``split_step``: one NAS-LID (or GM-NAS, random, none) split of one (sub-)supernet.
 
-Procedure (``naslid.md`` §2, §3), deterministic given ``generator`` and ``batches``:
+Procedure (the method: docs/method.md, sections 3 and 4; options: docs/split.md), deterministic given ``generator`` and ``batches``:
 
 1. Candidate decisions: those whose mask is all true (not yet split) with at least
    ``max(2, n_groups)`` candidates, in the space's order.

@@ -73,9 +73,11 @@ class EvolutionConfig:
 
 
 @dataclass
-class SearchResult:
-    """``best_arch`` (dict), its ``best_fitness``, per-generation ``history`` and every evaluated
-    arch (``evaluated``: canonical key -> {"arch": arch string, "fitness": value}, in order)."""
+class EvolutionResult:
+    """What ``evolutionary_search`` and ``random_search`` return (the whole run's result is
+    ``naslid.pipeline.SearchResult``): ``best_arch`` (dict), its ``best_fitness``, per-generation
+    ``history`` and every evaluated arch (``evaluated``: canonical key -> {"arch": arch string,
+    "fitness": value}, in order)."""
 
     best_arch: dict
     best_fitness: float
@@ -233,8 +235,8 @@ def _new_code(union: MaskUnion, seen: set, rng: random.Random, make, max_tries: 
 def evolutionary_search(space: SearchSpace, masks: Sequence[Mapping] | None, fitness: Fitness, *,
                         config: EvolutionConfig | None = None, generator: torch.Generator,
                         cache: Mapping | None = None, progress: bool = False,
-                        callback: Callable[[int, SearchResult], None] | None = None
-                        ) -> SearchResult:
+                        callback: Callable[[int, EvolutionResult], None] | None = None
+                        ) -> EvolutionResult:
     """Evolutionary search (see the module docstring) over the union of ``masks`` (None: full space).
 
     Args:
@@ -245,7 +247,7 @@ def evolutionary_search(space: SearchSpace, masks: Sequence[Mapping] | None, fit
             cached archs are not re-evaluated, and the search proceeds exactly as without the
             cache (resume: re-run with the same seed and the saved cache to replay cheaply).
         callback: called after every generation with (generation, partial result).
-    Returns a SearchResult; ``history[g]`` = {generation, best_fitness (so far), best_arch,
+    Returns a EvolutionResult; ``history[g]`` = {generation, best_fitness (so far), best_arch,
     population_mean, num_evaluated (distinct archs so far)}; ``evaluated`` = this run's archs.
     """
     cfg = (config or EvolutionConfig()).validate()
@@ -268,7 +270,7 @@ def evolutionary_search(space: SearchSpace, masks: Sequence[Mapping] | None, fit
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.generations + 1, desc="evolution", leave=False)
-    result = SearchResult({}, -math.inf, history, {}, "evolution")
+    result = EvolutionResult({}, -math.inf, history, {}, "evolution")
     try:
         for gen in range(cfg.generations + 1):
             fits = [evals(c) for c in population]
@@ -313,7 +315,7 @@ def evolutionary_search(space: SearchSpace, masks: Sequence[Mapping] | None, fit
 
 def random_search(space: SearchSpace, masks: Sequence[Mapping] | None, fitness: Fitness, *,
                   num_samples: int, generator: torch.Generator, cache: Mapping | None = None,
-                  max_tries: int = 50, progress: bool = False) -> SearchResult:
+                  max_tries: int = 50, progress: bool = False) -> EvolutionResult:
     """Evaluate ``num_samples`` distinct (by canonical key, as far as the union allows) uniform
     draws from the union of ``masks``; return the best. ``history`` has one entry per sample."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -323,7 +325,7 @@ def random_search(space: SearchSpace, masks: Sequence[Mapping] | None, fitness: 
     evals = _Evaluations(union, fitness, cache)
     seen: set[str] = set()
     history: list[dict] = []
-    result = SearchResult({}, -math.inf, history, {}, "random")
+    result = EvolutionResult({}, -math.inf, history, {}, "random")
     it = range(num_samples)
     if progress:
         from tqdm.auto import tqdm

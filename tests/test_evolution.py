@@ -1,17 +1,16 @@
-"""Evolutionary and random search over the union of leaf masks (naslid.search)."""
+"""Evolutionary and random search over the union of leaf masks (naslid.evolution)."""
 from __future__ import annotations
 
 import itertools
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
 
 from fake_space import FakeSpace
-from naslid.search import EvolutionConfig, MaskUnion, evolutionary_search, random_search
+from naslid.evolution import EvolutionConfig, MaskUnion, evolutionary_search, random_search
+from naslid.spaces.nb201 import NB201Space
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OPS = ("a", "b", "c", "d", "e")
 
 
@@ -195,8 +194,7 @@ def test_bad_fitness_and_masks():
 
 
 def test_nb201_isomorphic_candidates_evaluated_once():
-    nb201 = pytest.importorskip("naslid.spaces.nb201")
-    space = nb201.NB201Space(C=4, N=1)
+    space = NB201Space(C=4, N=1)
     calls = []
 
     def fitness(arch):
@@ -208,16 +206,9 @@ def test_nb201_isomorphic_candidates_evaluated_once():
 
 
 @pytest.mark.data
-def test_nb201_evolution_on_the_real_benchmark():
+def test_nb201_evolution_on_the_real_benchmark(nb201_bench):
     """Ground-truth fitness (cifar10_valid_acc): the default evolution reaches the top 0.5 %."""
-    path = SHARED / "nb201_cifar10_valid.csv"
-    if not path.is_file():
-        pytest.skip(f"shared data absent ({path}): real-benchmark search test skipped")
-    nb201 = pytest.importorskip("naslid.spaces.nb201")
-    from naslid.benchmark import load_csv_benchmark
-
-    space = nb201.NB201Space()
-    bench = load_csv_benchmark(path, space)
+    space, bench = nb201_bench
     res = evolutionary_search(space, None, lambda a: bench.acc(a),
                               generator=torch.Generator().manual_seed(0))
     accs = sorted(bench.values("cifar10_valid_acc"), reverse=True)
