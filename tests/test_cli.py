@@ -110,7 +110,10 @@ def test_resume_without_run(capsys, tmp_path):
 
 def test_micro_search_prints_arch_and_report(capsys, tmp_path):
     out_dir = tmp_path / "run"
-    bench = ["--benchmark", str(write_csv(tmp_path / "b.csv", ["arch", "x_acc"], [[ARCH, 91.0], [ARCH.replace("3x3~2", "1x1~2"), 80.0]]))]
+    csv_file = write_csv(tmp_path / "b.csv", ["arch", "x_acc"], [[ARCH, 91.0], [ARCH.replace("3x3~2", "1x1~2"), 80.0]])
+    rc, out, err = run_main(capsys, *MICRO_ARGS, "--benchmark", str(csv_file), "--out", str(tmp_path / "too-many"))
+    assert_one_line_error(rc, out, err, "config.benchmark.sample_size asks for 500 cells", "choose <= 2")
+    bench = ["--benchmark", str(csv_file), "--set", "benchmark.sample_size=2"]
     rc, out, err = run_main(capsys, *MICRO_ARGS, *bench, "--out", str(out_dir))
     assert rc == 0, err
     body = json.loads((out_dir / "result.json").read_text())

@@ -109,6 +109,80 @@ def test_npz_subsets_and_grayscale(tmp_path):
     assert torch.bincount(s.valid.labels).tolist() == [5] * 4
 
 
+def _block_mean_uint8(x: np.ndarray, f: int) -> np.ndarray:
+    """Oracle: NHWC uint8 -> NCHW uint8 means of f x f blocks by explicit loops, half-to-even."""
+    n, h, w, c = x.shape
+    out = np.zeros((n, c, h // f, w // f), dtype=np.uint8)
+    for i in range(n):
+        for ch in range(c):
+            for r in range(h // f):
+                for q in range(w // f):
+                    block = x[i, r * f:(r + 1) * f, q * f:(q + 1) * f, ch].astype(np.int64)
+                    out[i, ch, r, q] = np.round(block.sum() / (f * f))
+    return out
+
+
+def test_npz_image_size_block_means(tmp_path):
+    p = tmp_path / "r.npz"
+    _write_npz(p, n_train=40, n_test=8)
+    full = D.load_splits("npz", p, seed=2)
+    s = D.load_splits("npz", p, seed=2, image_size=4)
+    assert s.image_shape == (3, 4, 4) and s.train.images.dtype == torch.uint8
+    assert s.pad == 1 and full.pad == 1
+    # the same split as without resizing (indices depend on labels only), each image averaged 2x2
+    for part in ("train", "valid", "test"):
+        big = getattr(full, part).images
+        small = getattr(s, part).images
+        assert small.shape == (big.shape[0], 3, 4, 4)
+        want = _block_mean_uint8(big.permute(0, 2, 3, 1).numpy(), 2)
+        assert np.array_equal(small.numpy(), want), part
+    assert torch.equal(s.train.labels, full.train.labels)
+    # a known array: 2x2 blocks [[0, 1], [2, 4]] -> 7/4 = 1.75 -> 2; [[1, 2], [2, 2]] -> 1.75 -> 2;
+    # [[0, 0], [0, 2]] -> 0.5 -> 0 (half to even); [[255, 255], [255, 254]] -> 254.75 -> 255
+    img = np.array([[0, 1, 1, 2], [2, 4, 2, 2], [0, 0, 255, 255], [0, 2, 255, 254]], dtype=np.uint8)
+    got, method = D.resize_uint8(torch.from_numpy(img)[None, None], 2)
+    assert method == "avg_pool" and got[0, 0].tolist() == [[2, 2], [0, 255]]
+    assert s.summary()["stored_image_size"] == [8, 8] and s.summary()["image_size"] == 4
+    assert s.summary()["resize"] == "avg_pool" and s.summary()["image_shape"] == [3, 4, 4]
+    assert full.summary()["resize"] == "none" and full.summary()["image_size"] == 8
+    # the stored size is a no-op; normalisation is computed on the resized train split
+    same = D.load_splits("npz", p, seed=2, image_size=8)
+    assert torch.equal(same.train.images, full.train.images)
+    x = s.train.images.double() / 255
+    np.testing.assert_allclose(s.mean, x.mean(dim=(0, 2, 3)).numpy(), rtol=1e-9)
+
+
+def test_npz_image_size_bilinear_and_errors(tmp_path):
+    p = tmp_path / "r.npz"
+    _write_npz(p, n_train=40, n_test=8)
+    s = D.load_splits("npz", p, image_size=6)  # 8 is not a multiple of 6: antialiased bilinear
+    assert s.image_shape == (3, 6, 6) and s.summary()["resize"] == "bilinear"
+    full = D.load_splits("npz", p)
+    want = torch.nn.functional.interpolate(full.train.images.double(), size=(6, 6), mode="bilinear",
+                                           align_corners=False, antialias=True)
+    assert (s.train.images.double() - want).abs().max() <= 0.5 + 1e-4
+    # a constant image stays constant
+    const = torch.full((1, 1, 8, 8), 77, dtype=torch.uint8)
+    assert D.resize_uint8(const, 5)[0].unique().tolist() == [77]
+    with pytest.raises(ValueError, match=r"image_size 16 exceeds the npz images' 8x8; choose <= 8"):
+        D.load_splits("npz", p, image_size=16)
+    with pytest.raises(ValueError, match=r"image_size 3 is below 4"):
+        D.load_splits("npz", p, image_size=3)
+
+
+def test_cifar_image_size(tmp_path):
+    _write_cifar10(tmp_path)
+    s = D.load_splits("cifar10", tmp_path, image_size=16)
+    full = D.load_splits("cifar10", tmp_path)
+    assert s.image_shape == (3, 16, 16) and s.pad == 2 and full.pad == 4
+    want = _block_mean_uint8(full.valid.images.permute(0, 2, 3, 1).numpy(), 2)
+    assert np.array_equal(s.valid.images.numpy(), want)
+    assert s.summary()["stored_image_size"] == [32, 32] and s.summary()["resize"] == "avg_pool"
+    assert D.load_splits("cifar10", tmp_path, image_size=8).image_shape == (3, 8, 8)
+    with pytest.raises(ValueError, match=r"image_size 64 exceeds the cifar10 images' 32x32; choose <= 32"):
+        D.load_splits("cifar10", tmp_path, image_size=64)
+
+
 def test_npz_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         D.load_splits("npz", tmp_path / "nope.npz")

@@ -115,14 +115,18 @@ def test_ranking_matches_scipy(lid_run):
     assert len(pts) == 12 and len({p[0] for p in pts}) == 12
     truth = {row["arch"]: row for row in csv.DictReader(open(bench))}
     for col in ("fake_acc", "other_acc"):
-        pred = [p[1] for p in pts]
-        true = [float(truth[p[0]][col]) for p in pts]
-        want = stats.kendalltau(pred, true).statistic
-        got = r["sampled"][col]["kendall_tau"]
-        if got is None:
-            assert math.isnan(want) or len(set(pred)) == 1
-        else:
-            assert got == pytest.approx(want, abs=1e-12)
+        for name in ("neg_loss", "acc", "params"):
+            pred = [p[1][name] for p in pts]
+            true = [float(truth[p[0]][col]) for p in pts]
+            want = stats.kendalltau(pred, true).statistic
+            got = r["sampled"][col][name]["kendall_tau"]
+            if got is None:
+                assert math.isnan(want) or len(set(pred)) == 1
+            else:
+                assert got == pytest.approx(want, abs=1e-12)
+    # the fitness is minus the loss (search.score: loss, the default): the evaluator's loss on the
+    # fixed evaluation images; accuracy and loss of one cell come from the same forward pass
+    assert all(p[1]["neg_loss"] < 0 and 0 <= p[1]["acc"] <= 100 for p in pts)
     if res.best_arch in truth:
         assert res.best_arch_benchmark["fake_acc"] == pytest.approx(float(truth[res.best_arch]["fake_acc"]))
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -12,8 +13,10 @@ from scipy import stats
 from fake_space import FakeSpace
 from naslid.benchmark import Benchmark, load_benchmark, load_csv_benchmark
 from helpers import SHARED_DATA
-from naslid.ranking import (best_arch_benchmark, rank_correlations, ranking_report,
-                            sample_unique_archs, top_archs)
+from naslid.ranking import (best_arch_benchmark, bootstrap_indices, bootstrap_kendall_ci,
+                            bootstrap_kendall_taus, check_sample_request, count_ties, precision_at,
+                            rank_correlations, ranking_metrics, ranking_report, sample_classes,
+                            sample_stratified_archs, sample_unique_archs, top_archs)
 
 
 
@@ -142,14 +145,128 @@ def test_csv_benchmark_missing_file_and_empty_acc(tmp_path):
     p = _fake_csv(tmp_path, space, header="arch,a_acc", rows=["d0=x,1", "d0=y,", "d0=z,3"])
     b = load_csv_benchmark(p, space)
     assert math.isnan(b.acc({"d0": "y"}))
-    r = ranking_report(b, lambda a: float(a["d0"] == "z"), top_fraction=1.0, sample_size=3)
-    assert r["sample"]["columns"]["a_acc"]["n"] == 2  # the NaN row is dropped
+    r = ranking_report(b, lambda a: float(a["d0"] == "z"), top_fraction=1.0, sample_size=3,
+                       sample="uniform", yardsticks=())
+    assert r["sample"]["columns"]["a_acc"]["score"]["n"] == 2  # the NaN row is dropped
+    # stratified sampling drops NaN classes up front: 2 are left
+    r = ranking_report(b, lambda a: float(a["d0"] == "z"), sample_size=2, yardsticks=())
+    assert r["sample"]["n"] == 2 and r["sample"]["columns"]["a_acc"]["score"]["n"] == 2
+    with pytest.raises(ValueError, match="asks for 3 cells but the benchmark has 2 isomorphism"):
+        ranking_report(b, lambda a: 1.0, sample_size=3, yardsticks=())
     assert best_arch_benchmark(b, {"d0": "y"}) == {"a_acc": None}
+
+
+# ------------------------------------------------------------------------------------------------
+# the new metrics against brute-force oracles
+# ------------------------------------------------------------------------------------------------
+def _top_marginals(v, k):
+    """P(cell in the top k) under uniformly random tie-breaking, by enumerating every order."""
+    n = len(v)
+    hits = np.zeros(n)
+    perms = list(itertools.permutations(range(n)))
+    for perm in perms:
+        tb = {c: r for r, c in enumerate(perm)}
+        order = sorted(range(n), key=lambda i: (-v[i], tb[i]))
+        hits[order[:k]] += 1
+    return hits / len(perms)
+
+
+@pytest.mark.parametrize("pred, true", [
+    ([5, 4, 3, 2, 1, 0, -1], [6, 5, 4, 3, 2, 1, 0]),        # no ties: plain top-k overlap
+    ([1, 1, 1, 0, 0, 0, 0], [3, 2, 1, 0, 0, 0, 0]),          # ties at the predictor's cut
+    ([2, 2, 1, 1, 0, 5, 5], [1, 1, 1, 0, 9, 9, 0]),          # ties at both cuts
+])
+def test_precision_at_matches_brute_force(pred, true):
+    n = len(pred)
+    for frac in (0.1, 0.3, 0.5):
+        k = math.ceil(frac * n)
+        want = float((_top_marginals(pred, k) * _top_marginals(true, k)).sum() / k)
+        assert precision_at(pred, true, frac) == pytest.approx(want, abs=1e-12)
+    # ceil(0.1 * 7) = 1: the best predicted cell is the truth's best
+    assert precision_at([5, 4, 3, 2, 1, 0, -1], [6, 5, 4, 3, 2, 1, 0]) == 1.0
+    assert precision_at([0, 1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1, 0]) == 0.0
+
+
+def test_precision_at_10_of_a_plain_example():
+    # 20 cells: k = 2; the predictor's top-2 are cells 0 and 19, the truth's top-2 are 0 and 1
+    truth = list(range(20, 0, -1))
+    pred = [100, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 99]
+    assert precision_at(pred, truth, 0.1) == 0.5
+
+
+def test_bootstrap_taus_match_a_loop_over_resamples():
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=15))          # heavy ties in the predictor
+    y = np.round(x + rng.normal(size=15), 1)
+    idx = bootstrap_indices(15, 60, seed=7)
+    assert idx.shape == (60, 15)
+    want = np.array([np.nan if (np.all(x[i] == x[i][0]) or np.all(y[i] == y[i][0]))
+                     else _kendall_tau_b(x[i], y[i]) for i in idx])
+    for method in ("matrix", "scipy", "auto"):
+        got = bootstrap_kendall_taus(x, y, 60, seed=7, method=method)
+        np.testing.assert_allclose(got, want, atol=1e-9, equal_nan=True)
+    lo, hi = bootstrap_kendall_ci(x, y, 60, seed=7)
+    ok = want[np.isfinite(want)]
+    assert [lo, hi] == pytest.approx(list(np.percentile(ok, [2.5, 97.5])), abs=1e-9)
+    assert lo <= _kendall_tau_b(x, y) <= hi
+    assert bootstrap_kendall_ci([1, 1, 1], [1, 2, 3]) is None
+    assert bootstrap_kendall_ci([1], [1]) is None
+
+
+def test_bootstrap_is_fast_enough():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=500)
+    y = x + rng.normal(size=500)
+    t0 = time.perf_counter()
+    for _ in range(4):
+        ranking_metrics(x, y)
+    assert time.perf_counter() - t0 < 4.0  # ~0.2 s here; generous for a loaded machine
+
+
+def test_ranking_metrics_fields_against_oracles():
+    truth = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
+    pred = [3, 5, 5, 1, 0, 2, 2, 2, -1, -2]
+    m = ranking_metrics(pred, truth, seed=0)
+    assert list(m) == ["n", "kendall_tau", "kendall_tau_ci95", "kendall_p", "spearman_rho",
+                       "spearman_p", "precision_at_10", "tau_top_half", "ties"]
+    assert m["n"] == 10 and m["ties"] == 5  # 5, 5 and 2, 2, 2
+    assert m["kendall_tau"] == pytest.approx(_kendall_tau_b(pred, truth), abs=1e-12)
+    assert m["spearman_rho"] == pytest.approx(_spearman(pred, truth), abs=1e-12)
+    # top half of the truth: 9..5 (>= median 4.5), i.e. the first 5 cells
+    assert m["tau_top_half"] == pytest.approx(_kendall_tau_b(pred[:5], truth[:5]), abs=1e-12)
+    # k = 1: the predictor's top cell is a tie between cells 1 and 2, neither the truth's best
+    assert m["precision_at_10"] == 0.0
+    lo, hi = m["kendall_tau_ci95"]
+    assert -1 <= lo <= m["kendall_tau"] <= hi <= 1
+    # a perfect predictor (the truth itself)
+    p = ranking_metrics(truth, truth)
+    assert p["kendall_tau"] == pytest.approx(1.0) and p["tau_top_half"] == pytest.approx(1.0)
+    assert p["precision_at_10"] == 1.0 and p["ties"] == 0
+    assert p["kendall_tau_ci95"] == pytest.approx([1.0, 1.0])
+    # undefined: a constant predictor, no cells
+    c = ranking_metrics([1.0] * 10, truth)
+    assert c["kendall_tau"] is None and c["kendall_tau_ci95"] is None and c["ties"] == 10
+    assert c["precision_at_10"] == pytest.approx(0.1)  # 1 of 10 tied cells drawn at random
+    e = ranking_metrics([], [])
+    assert e["n"] == 0 and e["precision_at_10"] is None and e["tau_top_half"] is None
+    assert count_ties([1, 2, 2, float("nan"), float("nan"), 3, 3, 3]) == 5
 
 
 # ------------------------------------------------------------------------------------------------
 # subsets and the report
 # ------------------------------------------------------------------------------------------------
+class CountingSpace(FakeSpace):
+    """FakeSpace with analytic yardsticks: params = 10 * #x + #y, MACs = #x (many ties)."""
+
+    def count_params(self, arch):
+        a = self.arch_from_string(arch) if isinstance(arch, str) else self.validate_arch(arch)
+        return 10 * sum(v == "x" for v in a.values()) + sum(v == "y" for v in a.values())
+
+    def count_macs(self, arch, input_size=None):
+        a = self.arch_from_string(arch) if isinstance(arch, str) else self.validate_arch(arch)
+        return sum(v == "x" for v in a.values())
+
+
 def test_top_archs_and_unique_sample(tmp_path):
     space = FakeSpace(n=3, ops=("x", "y", "z"), symmetric=True)
     b = load_csv_benchmark(_fake_csv(tmp_path, space), space)
@@ -162,10 +279,39 @@ def test_top_archs_and_unique_sample(tmp_path):
     s = sample_unique_archs(b, 100, seed=0)
     keys = [space.canonical_key(space.arch_from_string(a)) for a in s]
     assert len(s) == 10 == len(set(keys))  # multisets of 3 from 3 ops: C(5, 3) = 10
+    # the representative of a class is its first row in file order
+    first = {}
+    for a in b.arch_strings:
+        first.setdefault(space.canonical_key(space.arch_from_string(a)), a)
+    assert sorted(s) == sorted(first.values())
     assert sample_unique_archs(b, 4, seed=1) == sample_unique_archs(b, 4, seed=1)
     assert sample_unique_archs(b, 4, seed=1) != sample_unique_archs(b, 4, seed=2)
     with pytest.raises(ValueError, match="fraction"):
         top_archs(b, 0.0)
+
+
+def test_stratified_sample_spans_the_truth(tmp_path):
+    space = FakeSpace(n=3, ops=("x", "y", "z"), symmetric=True)
+    b = load_csv_benchmark(_fake_csv(tmp_path, space), space)
+    first = {}
+    for a in b.arch_strings:
+        first.setdefault(space.canonical_key(space.arch_from_string(a)), a)
+    by_truth = sorted(first.values(), key=lambda a: (b.acc(a), b.arch_strings.index(a)))
+    # every class once: the whole sorted list
+    assert sample_stratified_archs(b, 10, seed=3) == by_truth
+    # 5 of 10 classes: one from each pair of consecutive classes (bins of 2)
+    for seed in range(5):
+        s = sample_stratified_archs(b, 5, seed=seed)
+        assert [by_truth.index(a) // 2 for a in s] == [0, 1, 2, 3, 4]
+        keys = [space.canonical_key(space.arch_from_string(a)) for a in s]
+        assert len(set(keys)) == 5
+    assert sample_stratified_archs(b, 5, seed=1) == sample_stratified_archs(b, 5, seed=1)
+    assert len({tuple(sample_stratified_archs(b, 5, seed=k)) for k in range(6)}) > 1
+    # by another column
+    s = sample_stratified_archs(b, 10, seed=0, column="b_acc")
+    assert [b.acc(a, "b_acc") for a in s] == sorted(b.acc(a, "b_acc") for a in s)
+    with pytest.raises(ValueError, match="asks for 11 cells but the benchmark has 10 isomorphism classes"):
+        sample_stratified_archs(b, 11)
 
 
 def test_ranking_report_values_and_json(tmp_path):
@@ -177,25 +323,117 @@ def test_ranking_report_values_and_json(tmp_path):
         calls.append(space.arch_to_string(arch))
         return 3.0 * b.acc(arch) + 1.0  # a monotone transform of a_acc
 
-    r = ranking_report(b, predict, top_fraction=0.2, sample_size=20, seed=0)
+    r = ranking_report(b, predict, top_fraction=0.2, sample_size=20, seed=0, sample="uniform",
+                       yardsticks=())
     json.dumps(r, allow_nan=False)
-    assert r["top"]["columns"]["a_acc"]["kendall_tau"] == pytest.approx(1.0)
-    assert r["top"]["columns"]["a_acc"]["n"] == 5
-    assert r["sample"]["columns"]["a_acc"]["spearman_rho"] == pytest.approx(1.0)
+    assert r["top"]["columns"]["a_acc"]["score"]["kendall_tau"] == pytest.approx(1.0)
+    assert r["top"]["columns"]["a_acc"]["score"]["n"] == 5
+    assert r["sample"]["columns"]["a_acc"]["score"]["spearman_rho"] == pytest.approx(1.0)
+    assert r["sample"]["columns"]["a_acc"]["score"]["precision_at_10"] == 1.0
+    assert {k: r["sample"][k] for k in ("size_requested", "n", "seed", "method", "unique_by")} == {
+        "size_requested": 20, "n": 20, "seed": 0, "method": "uniform", "unique_by": "canonical_key"}
     assert len(calls) == len(set(calls))  # each arch predicted once
     sample = sample_unique_archs(b, 20, seed=0)
     pred = [3.0 * b.acc(s) + 1.0 for s in sample]
     bb = [b.acc(s, "b_acc") for s in sample]
-    assert r["sample"]["columns"]["b_acc"]["kendall_tau"] == pytest.approx(stats.kendalltau(pred, bb).statistic)
-    assert r["sample"]["columns"]["b_acc"]["spearman_rho"] == pytest.approx(stats.spearmanr(pred, bb).statistic)
+    got = r["sample"]["columns"]["b_acc"]["score"]
+    assert got["kendall_tau"] == pytest.approx(stats.kendalltau(pred, bb).statistic)
+    assert got["spearman_rho"] == pytest.approx(stats.spearmanr(pred, bb).statistic)
     assert [p[0] for p in r["points"]["sample"]] == sample
+    assert r["points"]["sample"][0][1] == {"score": pred[0]}
+    assert r["points"]["sample"][0][2] == {"a_acc": b.acc(sample[0]), "b_acc": bb[0]}
+    assert r["points"]["top"]["a_acc"][0] == [top_archs(b, 0.2)[0], {"score": 3 * b.acc(top_archs(b, 0.2)[0]) + 1},
+                                              b.acc(top_archs(b, 0.2)[0])]
     # a mapping works as well; "first" uses a_acc's top set for both columns
     table = {s: 3.0 * b.acc(s) + 1.0 for s in b.arch_strings}
-    r2 = ranking_report(b, table, top_fraction=0.2, top_by="first", sample_size=20)
+    r2 = ranking_report(b, table, top_fraction=0.2, top_by="first", sample_size=20, sample="uniform",
+                        yardsticks=())
     assert r2["sample"] == r["sample"]
     assert [p[0] for p in r2["points"]["top"]["b_acc"]] == top_archs(b, 0.2)
+    assert "points" not in ranking_report(b, table, sample_size=5, yardsticks=(), include_points=False)
     with pytest.raises(ValueError, match="top_by"):
         ranking_report(b, table, top_by="all")
+
+
+def test_ranking_report_named_scores_and_yardsticks(tmp_path):
+    space = CountingSpace(n=3, ops=("x", "y", "z"))
+    b = load_csv_benchmark(_fake_csv(tmp_path, space), space)
+    calls = []
+
+    def predict(arch):
+        calls.append(space.arch_to_string(arch))
+        return {"acc": b.acc(arch), "neg_loss": -float(space.count_params(arch))}
+
+    r = ranking_report(b, predict, top_fraction=0.2, sample_size=12, seed=4)
+    json.dumps(r, allow_nan=False)
+    assert len(calls) == len(set(calls))
+    assert r["sample"]["method"] == "stratified" and r["sample"]["yardsticks"] == ["params", "flops"]
+    for subset in ("top", "sample"):
+        for col, per in r[subset]["columns"].items():
+            assert list(per) == ["acc", "neg_loss", "params", "flops"]
+            # neg_loss = -params: the mirror image
+            if per["params"]["kendall_tau"] is not None:
+                assert per["neg_loss"]["kendall_tau"] == pytest.approx(-per["params"]["kendall_tau"])
+    sample = sample_stratified_archs(b, 12, seed=4)
+    assert [p[0] for p in r["points"]["sample"]] == sample
+    for s, vals, _ in r["points"]["sample"]:
+        assert vals == {"acc": b.acc(s), "neg_loss": -space.count_params(s),
+                        "params": space.count_params(s), "flops": space.count_macs(s)}
+    params = [space.count_params(s) for s in sample]
+    flops = [space.count_macs(s) for s in sample]
+    a = [b.acc(s) for s in sample]
+    m = r["sample"]["columns"]["a_acc"]
+    assert m["params"]["kendall_tau"] == pytest.approx(_kendall_tau_b(params, a), abs=1e-12)
+    assert m["flops"]["kendall_tau"] == pytest.approx(_kendall_tau_b(flops, a), abs=1e-12)
+    assert m["flops"]["ties"] == count_ties(flops) > 0
+    assert m["acc"]["kendall_tau"] == pytest.approx(1.0) and m["acc"]["precision_at_10"] == 1.0
+    # a mapping of named scores; a plain-float mapping is "score"
+    table = {s: {"acc": b.acc(s)} for s in b.arch_strings}
+    assert list(ranking_report(b, table, sample_size=5, yardsticks=["flops"])["sample"]["columns"]["a_acc"]) == ["acc", "flops"]
+
+
+def test_ranking_report_yardsticks_a_space_cannot_count(tmp_path):
+    space = FakeSpace(n=2, ops=("x", "y", "z"))  # count_params / count_macs not implemented
+    b = load_csv_benchmark(_fake_csv(tmp_path, space), space)
+    r = ranking_report(b, lambda a: b.acc(a), sample_size=5)
+    assert r["sample"]["yardsticks"] == [] and set(r["sample"]["yardsticks_skipped"]) == {"params", "flops"}
+    assert list(r["sample"]["columns"]["a_acc"]) == ["score"]
+    assert all(list(p[1]) == ["score"] for p in r["points"]["sample"])
+    json.dumps(r, allow_nan=False)
+
+
+def test_ranking_report_errors(tmp_path):
+    space = FakeSpace(n=3, ops=("x", "y", "z"), symmetric=True)  # 10 classes
+    b = load_csv_benchmark(_fake_csv(tmp_path, space), space)
+    f = lambda a: b.acc(a)  # noqa: E731
+    for method in ("stratified", "uniform"):
+        with pytest.raises(ValueError, match=r"benchmark\.sample_size asks for 11 cells but the "
+                                             r"benchmark has 10 isomorphism classes"):
+            ranking_report(b, f, sample_size=11, sample=method, yardsticks=())
+    assert sample_classes(b, "uniform") == sample_classes(b) == 10
+    check_sample_request(b, 10, "uniform")
+    with pytest.raises(ValueError, match="asks for 11 cells"):
+        check_sample_request(b, 11)
+    with pytest.raises(ValueError, match=r"benchmark\.sample .*stratified, uniform.*'random'"):
+        ranking_report(b, f, sample="random")
+    with pytest.raises(ValueError, match=r"unknown yardstick.*'macs'"):
+        ranking_report(b, f, yardsticks=("params", "macs"))
+    with pytest.raises(ValueError, match="sample_size must be a positive int"):
+        ranking_report(b, f, sample_size=0)
+    flip = iter(range(1000))
+    with pytest.raises(ValueError, match=r"predict returned scores \['b'\].*\['a'\] before"):
+        ranking_report(b, lambda a: {"a" if next(flip) == 0 else "b": 1.0}, sample_size=5, yardsticks=())
+    with pytest.raises(ValueError, match="clash with the yardsticks"):
+        ranking_report(CountingBench(tmp_path), lambda a: {"params": 1.0}, sample_size=5)
+    with pytest.raises(ValueError, match="no predicted score for"):
+        ranking_report(b, {b.arch_strings[0]: 1.0}, sample_size=5, yardsticks=())
+    with pytest.raises(ValueError, match="not a number"):
+        ranking_report(b, lambda a: {"acc": "high"}, sample_size=5, yardsticks=())
+
+
+def CountingBench(tmp_path):
+    space = CountingSpace(n=2, ops=("x", "y", "z"))
+    return load_csv_benchmark(_fake_csv(tmp_path, space, name="counting.csv"), space)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -216,10 +454,49 @@ def test_nb201_csv_top1_and_sample(nb201_bench):
     assert len({b.lookup(s)["unique_id"] for s in sample}) == 500
     rng = np.random.default_rng(0)
     noisy = {s: b.acc(s) + rng.normal(0, 1.0) for s in b.arch_strings}
-    r = ranking_report(b, noisy)
-    col = r["sample"]["columns"]["cifar10_valid_acc"]
+    r = ranking_report(b, noisy, sample="uniform")
+    col = r["sample"]["columns"]["cifar10_valid_acc"]["score"]
     assert col["n"] == 500 and 0.3 < col["kendall_tau"] < 0.95
-    assert r["top"]["columns"]["cifar10_valid_acc"]["n"] == 156
+    assert r["top"]["columns"]["cifar10_valid_acc"]["score"]["n"] == 156
+
+
+@pytest.mark.data
+def test_nb201_stratified_sample_and_params_yardstick(nb201_bench):
+    space, b = nb201_bench
+    truth = {s: b.acc(s) for s in b.arch_strings}
+    r = ranking_report(b, truth, sample_size=500, seed=0)  # a perfect predictor + the yardsticks
+    s = r["sample"]
+    assert s["n"] == 500 and s["method"] == "stratified"
+    archs = [p[0] for p in r["points"]["sample"]]
+    # unique by the benchmark's own isomorphism ids; each the first row of its class
+    ids = [b.lookup(a)["unique_id"] for a in archs]
+    assert len(set(ids)) == 500
+    first = {}
+    for a in b.arch_strings:
+        first.setdefault(b.lookup(a)["unique_id"], a)
+    assert all(first[i] == a for i, a in zip(ids, archs))
+    # spans the ground truth: 500 equal-count bins over the classes, one cell each
+    cls_vals = sorted(b.acc(a) for a in first.values())
+    m = len(cls_vals)
+    vals = sorted(p[2]["cifar10_valid_acc"] for p in r["points"]["sample"])
+    assert vals[0] <= cls_vals[m // 500] and vals[-1] >= cls_vals[m - m // 500 - 1]
+    assert vals[-1] > 91.0 and vals[0] < 35.0
+    for q in (0.25, 0.5, 0.75):  # quantiles of the sample match the classes'
+        assert np.quantile(vals, q) == pytest.approx(np.quantile(cls_vals, q), abs=1.0)
+    c = s["columns"]["cifar10_valid_acc"]
+    assert list(c) == ["score", "params", "flops"]
+    assert c["score"]["kendall_tau"] == pytest.approx(1.0) and c["score"]["precision_at_10"] == 1.0
+    assert c["score"]["kendall_tau_ci95"] == pytest.approx([1.0, 1.0])
+    # the literature's "#params" baseline: tau ~ 0.5-0.6 on NB201 CIFAR-10
+    tau = c["params"]["kendall_tau"]
+    assert 0.5 <= tau <= 0.6
+    lo, hi = c["params"]["kendall_tau_ci95"]
+    assert lo < tau < hi and hi - lo < 0.15
+    assert c["params"]["ties"] > 400  # NB201 params take few distinct values: a coarse ranking
+    params = [space.count_params(a) for a in archs]
+    assert tau == pytest.approx(stats.kendalltau(params, [truth[a] for a in archs]).statistic, abs=1e-12)
+    assert r["top"]["columns"]["cifar10_valid_acc"]["params"]["n"] == 156
+    json.dumps(r, allow_nan=False)
 
 
 @pytest.mark.data

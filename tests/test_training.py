@@ -11,6 +11,7 @@ import torch
 
 from fake_space import FakeSpace, mask_with
 from naslid import data as D
+from naslid.spaces import get_space
 from naslid.spaces.nb201 import NB201Space
 from naslid.evaluate import SubnetEvaluator, evaluate_arch, recalibrate_bn
 from naslid.training import (OptimConfig, build_optimizer, build_scheduler, make_generator,
@@ -284,50 +285,40 @@ def test_nb201_train_and_evaluate_smoke():
     assert 0.0 <= acc <= 100.0
 
 
-def _avg_worker(rank, world, init_file, out_dir):
-    import torch.distributed as dist
-
-    from naslid.training import average_gradients
-
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
-        net[0].weight.grad = torch.full((2, 2), float(rank + 1))
-        net[0].bias.grad = torch.tensor([float(rank), 10.0 * rank])
-        average_gradients(net)
-        torch.save({"w": net[0].weight.grad, "b": net[0].bias.grad, "none": net[1].weight.grad},
-                   f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def test_fair_archs_cover_every_enabled_candidate_once():
+    space = get_space("nb201", C=4, N=1, num_classes=10, input_size=8)
+    mask = space.full_mask()
+    mask["edge_1_0"] = torch.tensor([False, True, True, False, False])
+    archs = space.fair_archs(mask, make_generator(3))
+    assert len(archs) == 5  # the largest decision has 5 enabled candidates
+    for k, cands in space.decisions.items():
+        ops = [a[k] for a in archs]
+        allowed = [c for c, m in zip(cands, mask[k].tolist()) if m]
+        assert set(ops) == set(allowed)
+        if len(allowed) == 5:
+            assert sorted(ops) == sorted(allowed)  # each exactly once
+        assert all(space.mask_contains(mask, a) for a in archs)
 
 
-@pytest.mark.slow
-def test_average_gradients_two_gloo_processes(tmp_path):
-    import torch.multiprocessing as mp
+def test_fair_sampling_trains_every_candidate_every_step():
+    """Under "fair" every conv candidate of every edge gets a gradient at the first step; under
+    "uniform" only the sampled path does."""
+    space = get_space("nb201", C=4, N=1, num_classes=10, input_size=8)
+    x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
+    for sampling, want_all in (("fair", True), ("uniform", False)):
+        torch.manual_seed(0)
+        net = space.build_supernet()
+        opt = build_optimizer(net, OptimConfig())
+        seen = {}
 
-    mp.spawn(_avg_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    for r in range(2):
-        got = torch.load(tmp_path / f"rank{r}.pt")
-        assert torch.equal(got["w"], torch.full((2, 2), 1.5))
-        assert torch.equal(got["b"], torch.tensor([0.5, 5.0]))
-        assert got["none"] is None
-    from naslid.training import average_gradients
+        def record(m):
+            for k in space.decisions:
+                seen[k] = [p.grad is not None for p in m.decision_parameters(k)]
 
-    with pytest.raises(RuntimeError, match="not initialised"):
-        average_gradients(torch.nn.Linear(2, 2))
-
-
-def test_average_gradients_single_process_group(tmp_path):
-    import torch.distributed as dist
-
-    from naslid.training import average_gradients
-
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init1'}", rank=0, world_size=1)
-    try:
-        net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
-        net[0].weight.grad = torch.arange(4.0).view(2, 2)
-        average_gradients(net)
-        assert torch.equal(net[0].weight.grad, torch.arange(4.0).view(2, 2))
-        assert net[0].bias.grad is None and net[1].weight.grad is None
-    finally:
-        dist.destroy_process_group()
+        train_epoch(space, net, space.full_mask(), [(x, y)], opt, generator=make_generator(0),
+                    sampling=sampling, after_backward=record)
+        got_all = all(all(v) for v in seen.values())
+        assert got_all == want_all, sampling
+    with pytest.raises(ValueError, match="sampling"):
+        train_epoch(space, net, space.full_mask(), [(x, y)], opt, generator=make_generator(0),
+                    sampling="greedy")

@@ -48,12 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Warm-up, split (LID / GM / random / none), sub-supernet training, "
                        "evolutionary search, ranking against a benchmark. CLI options override --config, "
                        "which overrides --preset (default quick).")
-    s.add_argument("--preset", choices=("quick", "paper"), help="base settings (default quick)")
+    s.add_argument("--preset", choices=("quick", "cpu", "paper"),
+                   help="base settings: quick (digits, ~1 min), cpu (NB201 on CIFAR-10 at 16x16, <= 30 min "
+                   "on 2 cores), paper (the released code's GPU settings); default quick")
     s.add_argument("--config", metavar="FILE", help="YAML config (any subset of the fields of naslid.config)")
     s.add_argument("--space", help="nb201 | proxyless | ofa")
     s.add_argument("--dataset", help="digits | cifar10 | cifar100 | npz | imagefolder")
     s.add_argument("--data-dir", help="dataset location (npz: the file)")
-    s.add_argument("--image-size", type=int, help="digits / imagefolder image size")
+    s.add_argument("--image-size", type=int, help="image size: digits / imagefolder are rendered at it, "
+                   "npz / cifar images are average-pooled (or resized) down to it")
     s.add_argument("--max-train", type=int, help="cap on training images (stratified subset)")
     s.add_argument("--max-valid", type=int, help="cap on validation images")
     s.add_argument("--criterion", help="lid | grad | random | none")
@@ -66,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cumulative warm-up epochs per level, e.g. 20,40,60,80 (sets the levels)")
     s.add_argument("--leaf-epochs", type=int, help="epochs of further training of each leaf")
     s.add_argument("--leaf-init", help="inherit | reinit")
+    s.add_argument("--sampling", help="uniform | fair (architecture sampling in supernet training)")
+    s.add_argument("--score", help="loss | acc (fitness of a cell with inherited weights)")
     s.add_argument("--search", dest="search_method", help="evolution | random")
     s.add_argument("--benchmark", metavar="FILE", help="ground-truth CSV (arch + *_acc columns)")
     s.add_argument("--seed", type=int)
@@ -113,6 +118,8 @@ def overrides_from_args(a: argparse.Namespace, base_warmup: list[int] | None = N
     put("split.repeats", a.repeats)
     put("train.leaf_epochs", a.leaf_epochs)
     put("train.leaf_init", a.leaf_init)
+    put("train.sampling", a.sampling)
+    put("search.score", a.score)
     put("search.method", a.search_method)
     put("benchmark.file", a.benchmark)
     put("seed", a.seed)

@@ -21,6 +21,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from .choices import EVAL_BN_MODES, SAMPLE_METHODS, SAMPLINGS, SCORES
+
 SPACES = ("nb201", "proxyless", "ofa")
 DATASETS = ("digits", "cifar10", "cifar100", "npz", "imagefolder")
 CRITERIA = ("lid", "grad", "random", "none")
@@ -29,8 +31,7 @@ PARTITIONS = ("mincut", "spectral", "gmm")
 EDGE_RULES = ("paper", "code", "gm")
 LEAF_INITS = ("inherit", "reinit")
 SEARCH_METHODS = ("evolution", "random")
-BN_MODES = ("recalibrate", "batch")
-PRESETS = ("quick", "paper")
+PRESETS = ("quick", "cpu", "paper")
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -105,10 +106,13 @@ class TrainSection:
     of levels (splits) is ``len(warmup_epochs)``. Leaves then train ``leaf_epochs`` more, from the
     parent's weights (``leaf_init: inherit``) or re-initialised (``reinit``). ``bn_shards``: each
     global batch is run as that many equal chunks with their own BatchNorm statistics (what makes
-    a data-parallel run over that many ranks compute the same function; see distributed.py)."""
+    a data-parallel run over that many ranks compute the same function; see distributed.py).
+    ``sampling``: ``uniform`` (one path per batch) or ``fair`` (FairNAS: every candidate of every
+    decision once per batch, m times the compute of an epoch; see training.py)."""
 
     warmup_epochs: list = field(default_factory=lambda: [4, 8])
     leaf_epochs: int = 4
+    sampling: str = "uniform"
     leaf_init: str = "inherit"
     lr: float = 0.05
     momentum: float = 0.9
@@ -123,7 +127,10 @@ class SearchSection:
     """Final search over the leaves. Evolution: population, generations, parents, crossover and
     mutation children per generation (mutation probability ``mutation_prob``), random newcomers.
     Random search: ``population * generations`` samples. ``bn``: ``recalibrate`` (BN statistics
-    recomputed per subnet on ``bn_batches`` training batches) or ``batch`` (batch statistics)."""
+    recomputed per subnet on ``bn_batches`` training batches) or ``batch`` (batch statistics).
+    ``score``: fitness of a cell, ``loss`` (minus the mean cross-entropy: no ties) or ``acc``
+    (accuracy %). Every cell is scored on the same fixed ``eval_images`` held-out images (the first
+    ones of the validation split, class-stratified; None: all of it)."""
 
     method: str = "evolution"
     population: int = 50
@@ -136,6 +143,8 @@ class SearchSection:
     bn: str = "recalibrate"
     bn_batches: int = 2
     eval_batch_size: int = 256
+    score: str = "loss"
+    eval_images: int | None = 2000
 
     def evolution_config(self):
         """The ``naslid.evolution.EvolutionConfig`` of this section, validated."""
@@ -151,11 +160,13 @@ class SearchSection:
 class BenchmarkSection:
     """Ground truth for ranking quality: a CSV with ``arch`` and ``*_acc`` columns (or None).
     Ranking over the top ``top_fraction`` of the benchmark and a seeded sample of ``sample_size``
-    unique architectures."""
+    cells, one per isomorphism class: ``stratified`` over the ground truth's quantiles (default) or
+    ``uniform``. The parameter count and FLOPs of the same cells are ranked beside the supernet."""
 
     file: str | None = None
     top_fraction: float = 0.01
     sample_size: int = 500
+    sample: str = "stratified"
 
 
 @dataclass
@@ -361,6 +372,7 @@ class SearchConfig:
                              f"{num_decisions} decisions to split")
         integer("train.leaf_epochs", t.leaf_epochs, 0)
         choice("train.leaf_init", t.leaf_init, LEAF_INITS)
+        choice("train.sampling", t.sampling, SAMPLINGS)
         if t.leaf_init == "reinit" and t.leaf_epochs == 0:
             raise ValueError("config.train.leaf_epochs: leaf_init 'reinit' with 0 leaf epochs leaves untrained leaves")
         number("train.lr", t.lr, 0.0, lo_open=True)
@@ -374,7 +386,10 @@ class SearchConfig:
                              f"{d.batch_size}")
 
         choice("search.method", se.method, SEARCH_METHODS)
-        choice("search.bn", se.bn, BN_MODES)
+        choice("search.bn", se.bn, EVAL_BN_MODES)
+        choice("search.score", se.score, SCORES)
+        if se.eval_images is not None:
+            integer("search.eval_images", se.eval_images, 1)
         integer("search.population", se.population, 2)
         integer("search.generations", se.generations, 1)
         integer("search.parents", se.parents, 1)
@@ -397,6 +412,7 @@ class SearchConfig:
                 raise ValueError(f"config.benchmark.file: {b.file!r} is not a file")
         number("benchmark.top_fraction", b.top_fraction, 0.0, 1.0, lo_open=True)
         integer("benchmark.sample_size", b.sample_size, 2)
+        choice("benchmark.sample", b.sample, SAMPLE_METHODS)
 
         integer("seed", self.seed, 0)
         if not isinstance(self.device, str) or not (self.device in ("cpu", "cuda", "auto")

@@ -14,6 +14,12 @@ Datasets (``DATASET_NAMES``)
 ``npz``          one ``.npz`` file (``data_dir`` is the file) with ``x_train, y_train, x_test,
                  y_test``; images uint8 NHWC (N, H, W, C) with C in {1, 3}, or (N, H, W) grayscale;
                  labels integer (N,). The format of ``../shared/data/cifar10.npz``.
+
+``image_size`` for npz / cifar10 / cifar100 downsizes the stored images once at load time (they
+stay uint8 in memory): average pooling when the stored height and width are integer multiples of
+it (32 -> 16, 8: exact block means), else bilinear with antialiasing; rounded half-to-even back to
+uint8. Upsampling is refused (it adds no information), as is a size below 4. ``summary()`` records
+``stored_image_size`` [H, W], ``image_size`` and the ``resize`` method used.
 ``imagefolder``  ImageNet-style ``data_dir/train/<class>/*.jpg|png|...`` and optionally
                  ``data_dir/val/<class>/...`` (or ``test/``) as the test split; images are read
                  lazily with PIL, converted to RGB (or L for ``channels=1``) and resized to
@@ -488,6 +494,41 @@ def load_imagefolder(data_dir: str | os.PathLike | None, *, image_size: int = 32
     return tr, te, classes  # type: ignore[return-value]
 
 
+def resize_uint8(images: torch.Tensor, size: int, *, chunk: int = 4096) -> tuple[torch.Tensor, str]:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size) and the method used: ``"none"`` (already that
+    size), ``"avg_pool"`` (H and W integer multiples of ``size``: exact block means) or
+    ``"bilinear"`` (antialiased; align_corners=False). Rounded half-to-even, computed in float32 in
+    chunks of ``chunk`` images (bounded memory). Only downsizing: ValueError when ``size`` exceeds
+    H or W."""
+    n, c, h, w = images.shape
+    method = _resize_method(h, w, size)
+    if method == "none":
+        return images, method
+    pool = method == "avg_pool"
+    out = torch.empty((n, c, size, size), dtype=torch.uint8)
+    for i in range(0, n, chunk):
+        x = images[i:i + chunk].float()
+        if pool:
+            x = F.avg_pool2d(x, kernel_size=(h // size, w // size))
+        else:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=True)
+        out[i:i + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out, method
+
+
+def _resize_method(h: int, w: int, size: int) -> str:
+    if size > h or size > w:
+        raise ValueError(f"resize_uint8: size {size} exceeds the images' {h}x{w}")
+    if (h, w) == (size, size):
+        return "none"
+    return "avg_pool" if h % size == 0 and w % size == 0 else "bilinear"
+
+
+def _resized(imageset: TensorImageSet, size: int) -> TensorImageSet:
+    return TensorImageSet(resize_uint8(imageset.images, size)[0], imageset.labels)
+
+
 def channel_stats(imageset: ImageSet, max_images: int = 10000, seed: int = 0
                   ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std in [0, 1] units over (a seeded sample of at most ``max_images`` of)
@@ -516,7 +557,9 @@ def load_splits(name: str = "digits", data_dir: str | os.PathLike | None = None,
         valid_fraction: share of the official training set held out for validation (0.5: 25k/25k).
         seed: seeds the train/valid split and the subsets (and digits' test hold-out).
         max_train, max_valid: optional stratified subset sizes (after the split).
-        image_size: digits/imagefolder output size (default 32); ignored by npz/cifar.
+        image_size: output size (square). digits/imagefolder: default 32. npz/cifar: default the
+            stored size; smaller downsizes once at load time (see the module docstring); larger,
+            or below 4, is a ValueError.
         channels: digits/imagefolder channels, 1 or 3.
         augment: crop+flip on training loaders (default: True except for digits).
         download: cifar only; fetch the official tarball when absent.
@@ -534,6 +577,8 @@ def load_splits(name: str = "digits", data_dir: str | os.PathLike | None = None,
             raise ValueError(f"load_splits: {arg} must be a positive int or None, got {v!r}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
         raise ValueError(f"load_splits: image_size must be a positive int, got {image_size!r}")
+    if image_size is not None and image_size < 4 and name in ("npz", "cifar10", "cifar100"):
+        raise ValueError(f"load_splits: image_size {image_size} is below 4; choose 4 or more")
     size = image_size or 32
     info: dict = {}
     if name == "digits":
@@ -567,6 +612,18 @@ def load_splits(name: str = "digits", data_dir: str | os.PathLike | None = None,
                          f"{name} training images leaves {len(train)} train / {len(valid)} valid")
     train = _limit(train, max_train, seed + 1)
     valid = _limit(valid, max_valid, seed + 2)
+    if name in ("npz", "cifar10", "cifar100"):
+        _, h0, w0 = train.image_shape
+        if image_size is not None and (image_size > h0 or image_size > w0):
+            what = "npz images'" if name == "npz" else f"{name} images'"
+            raise ValueError(f"load_splits: image_size {image_size} exceeds the {what} {h0}x{w0}; "
+                             f"choose <= {min(h0, w0)} (upsampling adds no information)")
+        method = "none"
+        if image_size is not None and (h0, w0) != (image_size, image_size):
+            # after the split and the subsets: only the images kept are resized
+            method = _resize_method(h0, w0, image_size)
+            train, valid, test = (_resized(x, image_size) for x in (train, valid, test))
+        info.update(stored_image_size=[h0, w0], image_size=train.image_shape[1], resize=method)
     if mean is None:
         mean, std = channel_stats(train, seed=seed)
     c = train.image_shape[0]

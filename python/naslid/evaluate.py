@@ -1,4 +1,8 @@
-"""Accuracy of one architecture with weights inherited from a (sub-)supernet.
+"""Accuracy and cross-entropy of one architecture with weights inherited from a (sub-)supernet.
+
+Scores (``SCORES``): ``"acc"`` (top-1 accuracy %) or ``"loss"`` (fitness = minus the mean
+cross-entropy, so higher is better either way). Loss has no ties: on a few thousand images many
+cells share an accuracy, while their mean losses differ, which a ranking needs.
 
 BatchNorm handling (``bn=``):
 
@@ -19,11 +23,12 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .spaces.base import SearchSpace, Supernet
 
-BN_MODES = ("recalibrate", "batch")
+from .choices import EVAL_BN_MODES as BN_MODES, SCORES
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -73,23 +78,47 @@ def recalibrate_bn(supernet: nn.Module, calib_batches: Batches, device: torch.de
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, batches: Batches, device: torch.device | str = "cpu") -> float:
-    """Top-1 accuracy in percent of ``model`` (in its current mode) over ``batches``."""
-    correct, n = 0, 0
+def classify(model: nn.Module, batches: Batches, device: torch.device | str = "cpu") -> dict:
+    """``{"acc": top-1 accuracy %, "loss": mean cross-entropy}`` of ``model`` (in its current
+    mode) over ``batches`` (list of (x (B, C, H, W), y (B,)))."""
+    correct, loss, n = 0, 0.0, 0
     for x, y in batches:
         logits = model(x.to(device))
-        correct = correct + (logits.argmax(1) == y.to(device)).sum()  # no per-batch host sync
+        y = y.to(device)
+        correct = correct + (logits.argmax(1) == y).sum()  # no per-batch host sync
+        loss = loss + F.cross_entropy(logits.float(), y, reduction="sum")
         n += y.numel()
     if n == 0:
-        raise ValueError("accuracy: no samples in the validation batches")
-    return 100.0 * int(correct) / n
+        raise ValueError("classify: no samples in the validation batches")
+    return {"acc": 100.0 * int(correct) / n, "loss": float(loss) / n}
+
+
+def accuracy(model: nn.Module, batches: Batches, device: torch.device | str = "cpu") -> float:
+    """Top-1 accuracy in percent of ``model`` (in its current mode) over ``batches``."""
+    return classify(model, batches, device)["acc"]
+
+
+def fitness(metrics: Mapping[str, float], score: str) -> float:
+    """The search's fitness of an arch's ``classify`` metrics: accuracy %, or minus the loss."""
+    if score not in SCORES:
+        raise ValueError(f"fitness: score must be one of {SCORES}, got {score!r}")
+    return float(metrics["acc"]) if score == "acc" else -float(metrics["loss"])
 
 
 def evaluate_arch(space: SearchSpace, supernet: Supernet, arch: Mapping[str, str],
                   valid_batches: Batches, *, bn: str = "recalibrate",
                   calib_batches: Batches | None = None, device: torch.device | str = "cpu"
                   ) -> float:
-    """Validation accuracy (%) of ``arch`` with ``supernet``'s weights.
+    """Validation accuracy (%) of ``arch`` with ``supernet``'s weights (``arch_metrics``'s "acc")."""
+    return arch_metrics(space, supernet, arch, valid_batches, bn=bn, calib_batches=calib_batches,
+                        device=device)["acc"]
+
+
+def arch_metrics(space: SearchSpace, supernet: Supernet, arch: Mapping[str, str],
+                 valid_batches: Batches, *, bn: str = "recalibrate",
+                 calib_batches: Batches | None = None, device: torch.device | str = "cpu"
+                 ) -> dict:
+    """``classify`` metrics ({"acc" %, "loss"}) of ``arch`` with ``supernet``'s weights.
 
     Args:
         valid_batches: list of (x float32 (B, C, H, W), y int64 (B,)) — validation split only.
@@ -109,21 +138,24 @@ def evaluate_arch(space: SearchSpace, supernet: Supernet, arch: Mapping[str, str
             supernet.eval()
             for m in _bn_layers(supernet):
                 m.train()
-        return accuracy(supernet, valid_batches, device)
+        return classify(supernet, valid_batches, device)
 
 
 class SubnetEvaluator:
-    """``fitness(arch) -> accuracy %`` over several (sub-)supernets: the arch is evaluated with the
-    first leaf whose mask contains it (leaves of a split tree partition the space).
+    """``evaluator(arch) -> fitness`` over several (sub-)supernets: the arch is evaluated with the
+    first leaf whose mask contains it (leaves of a split tree partition the space). Fitness is the
+    accuracy % (``score="acc"``) or minus the mean cross-entropy (``score="loss"``);
+    ``metrics(arch)`` gives both.
 
     ``leaves``: sequence of (mask, supernet). Results are cached by the exact arch string (not
     the canonical key: isomorphic archs run different paths through the shared weights);
-    ``cache`` maps arch string -> accuracy and can be saved/restored for resuming.
+    ``cache`` maps arch string -> {"acc", "loss"} and can be saved/restored for resuming.
     """
 
     def __init__(self, space: SearchSpace, leaves: Sequence[tuple[Mapping, Supernet]],
                  valid_batches: Batches, *, bn: str = "recalibrate",
-                 calib_batches: Batches | None = None, device: torch.device | str = "cpu"):
+                 calib_batches: Batches | None = None, device: torch.device | str = "cpu",
+                 score: str = "acc"):
         if not leaves:
             raise ValueError("SubnetEvaluator: no leaves given")
         if bn not in BN_MODES:
@@ -132,11 +164,14 @@ class SubnetEvaluator:
             raise ValueError("SubnetEvaluator: bn='recalibrate' needs non-empty calib_batches")
         if not valid_batches:
             raise ValueError("SubnetEvaluator: valid_batches is empty")
+        if score not in SCORES:
+            raise ValueError(f"SubnetEvaluator: score must be one of {SCORES}, got {score!r}")
+        self.score = score
         self.space = space
         self.leaves = [(space.validate_mask(m), s) for m, s in leaves]
         self.valid_batches, self.calib_batches = valid_batches, calib_batches
         self.bn, self.device = bn, device
-        self.cache: dict[str, float] = {}
+        self.cache: dict[str, dict] = {}
 
     @property
     def masks(self) -> list[dict]:
@@ -150,13 +185,17 @@ class SubnetEvaluator:
         raise ValueError(f"SubnetEvaluator: arch {self.space.arch_to_string(arch)} is in no "
                          f"leaf's mask")
 
-    def __call__(self, arch: Mapping[str, str]) -> float:
+    def metrics(self, arch: Mapping[str, str]) -> dict:
+        """{"acc": %, "loss": mean cross-entropy} of ``arch`` on the fixed validation batches."""
         key = self.space.arch_to_string(arch)
         if key not in self.cache:
             _, net = self.leaves[self.leaf_index(arch)]
-            self.cache[key] = evaluate_arch(self.space, net, arch, self.valid_batches, bn=self.bn,
-                                            calib_batches=self.calib_batches, device=self.device)
+            self.cache[key] = arch_metrics(self.space, net, arch, self.valid_batches, bn=self.bn,
+                                           calib_batches=self.calib_batches, device=self.device)
         return self.cache[key]
+
+    def __call__(self, arch: Mapping[str, str]) -> float:
+        return fitness(self.metrics(arch), self.score)
 
     def evaluate_many(self, archs: Sequence[Mapping[str, str]], progress: bool = False
                       ) -> list[float]:

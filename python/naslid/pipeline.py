@@ -33,20 +33,22 @@ where that is unavailable, the peak since the process started).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
 import math
 import os
+import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from .checkpoint import CheckpointError, RunFolder, atomic_write_text
+from .checkpoint import RunFolder, atomic_write_text
 from .config import SearchConfig
 from .distributed import DistContext, GradAllReduce, ShardedForward
 from .rss import reset_peak_rss, rss_bytes
@@ -64,7 +66,9 @@ class SearchResult:
     """What a search run produced (also written as ``OUT/result.json``).
 
     best_arch             the space's string of the architecture found
-    best_valid_acc        its validation accuracy (fraction) with the inherited weights
+    best_valid_acc        its validation accuracy (fraction) with the inherited weights, on the fixed
+                          ``search.eval_images`` evaluation images (``best_valid_loss``: mean
+                          cross-entropy there; the search's fitness is one of the two, ``search.score``)
     best_leaf             id of the sub-supernet that evaluated it
     best_arch_benchmark   benchmark columns of best_arch (None without a benchmark)
     split_tree            node id -> {mask, num_archs, level, parent, children, leaf, epochs,
@@ -88,6 +92,7 @@ class SearchResult:
     data: dict = field(default_factory=dict)
     out_dir: str = ""
     config_hash: str = ""
+    best_valid_loss: float | None = None
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -135,6 +140,7 @@ class StageMeter:
 
 
 def _progress(iterable, enabled: bool, **kw):
+    """A tqdm bar over ``iterable`` (None: a manual bar) when ``enabled``; else ``iterable``."""
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
@@ -175,7 +181,7 @@ def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepare
                            max_train=d.max_train, max_valid=d.max_valid, image_size=d.image_size,
                            augment=d.augment,
                            download=True)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         raise ValueError(f"config.data: {e}") from None
     except OSError as e:
         raise ValueError(f"config.data: cannot read dataset {d.dataset!r}: {e}") from None
@@ -206,6 +212,12 @@ def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepare
             raise ValueError(f"config.benchmark.file: {e}") from None
         except ValueError as e:
             raise ValueError(f"config.benchmark.file {cfg.benchmark.file!r}: {e}") from None
+        from .ranking import check_sample_request
+
+        try:
+            check_sample_request(bench, cfg.benchmark.sample_size, cfg.benchmark.sample)
+        except ValueError as e:
+            raise ValueError(f"config.{e}") from None
     return Prepared(cfg, data, space, bench, out, cfg.config_hash())
 
 
@@ -219,7 +231,9 @@ class Engine:
         self.p, self.cfg, self.space, self.data = prep, prep.cfg, prep.space, prep.data
         self.rf, self.ctx, self.device = rf, ctx, ctx.device
         self.echo = echo or (lambda *a, **k: None)
-        self.progress = not self.cfg.quiet and ctx.is_main
+        # bars on a terminal only; elsewhere (a file, a pipe) one compact line per epoch via echo
+        self.progress = not self.cfg.quiet and ctx.is_main and sys.stderr.isatty()
+        self.log_epochs = not self.cfg.quiet and ctx.is_main and not self.progress
         prog = rf.load("progress") if ctx.is_main else None
         self.meter = StageMeter(self.device, (prog or {}).get("timings"), (prog or {}).get("peaks"))
         from .training import OptimConfig
@@ -287,12 +301,16 @@ class Engine:
             gen = torch.Generator().manual_seed(self.seed("arch", nid, stage, e))
             gen_state = gen.get_state()
             with self.meter.stage("warmup" if stage.startswith("warmup") else "leaf_training"), \
-                    (GradAllReduce(net, self.ctx) if parallel else _nullctx()):
+                    (GradAllReduce(net, self.ctx) if parallel else nullcontext()):
                 stats = train_epoch(self.space, model, self.node_mask(node), loader, opt, generator=gen,
                                     device=self.device, scheduler=sched, grad_clip=self.optim_cfg.grad_clip,
-                                    progress=self.progress, desc=f"{nid} epoch {total_before + e + 1}")
+                                    progress=self.progress, desc=f"{nid} epoch {total_before + e + 1}",
+                                    sampling=self.cfg.train.sampling)
+            if self.log_epochs:
+                self.echo(f"{stage} {nid} epoch {total_before + e + 1}: loss {stats['loss']:.3f}, "
+                          f"train acc {stats['acc']:.1f} %, lr {stats['lr']:.4f}, {stats['images_per_s']:.0f} images/s")
             history.append({"stage": stage, "epoch": total_before + e + 1, "loss": stats["loss"],
-                            "acc": stats["acc"], "lr": stats["lr"]})
+                            "acc": stats["acc"], "lr": stats["lr"], "images_per_s": stats["images_per_s"]})
             if writer:
                 self.rf.save(ck_name, {"stage": stage, "epoch": e + 1, "epochs_total": total_before + e + 1,
                                        "model": net.state_dict(), "optimizer": opt.state_dict(),
@@ -403,10 +421,12 @@ class Engine:
         return ck if ck is not None else self.rf.load(f"node-{parent}")
 
     # ----- search and ranking (rank 0) ------------------------------------------------------------
-    def search_and_rank(self, tree: dict, leaves: list[str]):
-        from .data import fixed_batches
+    def leaf_evaluator(self, tree: dict, leaves: list[str]):
+        """A ``SubnetEvaluator`` over the leaves' weights, scoring every cell on the same fixed
+        ``search.eval_images`` validation images (a class-stratified subset drawn with a fixed seed,
+        so every run, seed and criterion scores on the same images)."""
+        from .data import fixed_batches, stratified_take
         from .evaluate import SubnetEvaluator
-        from .evolution import evolutionary_search, random_search
 
         se = self.cfg.search
         nets = []
@@ -415,80 +435,90 @@ class Engine:
             net = self.new_supernet(0)
             net.load_state_dict(st["model"])
             nets.append((self.node_mask(tree[nid]), net))
-        valid = fixed_batches(self.data, "valid", se.eval_batch_size, device=self.device)
+        data = self.data
+        if se.eval_images is not None and se.eval_images < len(data.valid):
+            taken, _ = stratified_take(data.valid.labels, se.eval_images, torch.Generator().manual_seed(0))
+            data = dataclasses.replace(data, valid=data.valid.subset(taken))
+        valid = fixed_batches(data, "valid", se.eval_batch_size, device=self.device)
         calib = fixed_batches(self.data, "train", se.eval_batch_size, num_batches=se.bn_batches,
                               seed=self.seed("calib"), device=self.device) if se.bn == "recalibrate" else None
-        evaluator = SubnetEvaluator(self.space, nets, valid, bn=se.bn, calib_batches=calib, device=self.device)
+        return SubnetEvaluator(self.space, nets, valid, bn=se.bn, calib_batches=calib, device=self.device,
+                               score=se.score)
+
+    def run_evolution(self, evaluator, leaves: list[str]) -> dict:
+        """The final search over the leaves (checkpointed): best arch, its fitness and metrics."""
+        from .evolution import evolutionary_search, random_search
+
+        se = self.cfg.search
         saved = self.rf.load("search")
+        if saved is not None:
+            return saved
         gen = torch.Generator().manual_seed(self.seed("search"))
         with self.meter.stage("search"):
-            if saved is not None:
-                res = saved
+            if se.method == "evolution":
+                r = evolutionary_search(self.space, evaluator.masks, evaluator, generator=gen,
+                                        progress=self.progress, config=se.evolution_config())
             else:
-                if se.method == "evolution":
-                    r = evolutionary_search(
-                        self.space, [m for m, _ in nets], evaluator, generator=gen, progress=self.progress,
-                        config=se.evolution_config())
-                else:
-                    r = random_search(self.space, [m for m, _ in nets], evaluator,
-                                      num_samples=se.population * se.generations, generator=gen,
-                                      progress=self.progress)
-                best = self.space.arch_to_string(r.best_arch)
-                res = {"best_arch": best, "best_fitness": r.best_fitness,
-                       "best_leaf": leaves[evaluator.leaf_index(r.best_arch)],
-                       "summary": r.to_dict(self.space), "evaluated": dict(r.evaluated)}
-                self.rf.save("search", res)
-                self.save_progress()
-        ranking, points, bench_row = {}, {}, None
-        bench = self.p.benchmark
-        if bench is not None:
-            from .ranking import best_arch_benchmark, ranking_report
+                r = random_search(self.space, evaluator.masks, evaluator,
+                                  num_samples=se.population * se.generations, generator=gen,
+                                  progress=self.progress)
+            res = {"best_arch": self.space.arch_to_string(r.best_arch), "best_fitness": r.best_fitness,
+                   "best_metrics": evaluator.metrics(r.best_arch), "score": se.score,
+                   "best_leaf": leaves[evaluator.leaf_index(r.best_arch)],
+                   "summary": r.to_dict(self.space), "evaluated": dict(r.evaluated)}
+        self.rf.save("search", res)
+        self.save_progress()
+        return res
 
-            saved = self.rf.load("ranking")
+    def rank(self, evaluator, best_arch: str) -> tuple[dict, dict, dict | None]:
+        """Ranking against the benchmark (checkpointed): (ranking for result.json, points for the
+        plots, the benchmark row of ``best_arch``). Cells are scored by accuracy and by minus the
+        loss; the parameter count and FLOPs of the same cells are ranked beside them."""
+        from .ranking import best_arch_benchmark, ranking_report
+
+        bench, b = self.p.benchmark, self.cfg.benchmark
+        saved = self.rf.load("ranking")
+        if saved is None:
             with self.meter.stage("ranking"):
-                if saved is None:
-                    b = self.cfg.benchmark
-                    bar = None
-                    if self.progress:
-                        from tqdm.auto import tqdm
+                n_top = max(2, int(b.top_fraction * len(bench)))
+                bar = _progress(None, self.progress, total=n_top * len(bench.acc_columns) + b.sample_size,
+                                desc="ranking", leave=False)
 
-                        n_top = max(2, int(b.top_fraction * len(bench)))
-                        bar = tqdm(total=n_top * len(bench.acc_columns) + b.sample_size, desc="ranking", leave=False)
+                def predict(arch):
+                    if bar is not None:
+                        bar.update(1)
+                    m = evaluator.metrics(arch)
+                    return {"acc": m["acc"], "neg_loss": -m["loss"]}
 
-                    def predict(arch):
-                        if bar is not None:
-                            bar.update(1)
-                        return evaluator(arch)
+                try:
+                    rep = ranking_report(bench, predict, top_fraction=b.top_fraction, sample_size=b.sample_size,
+                                         sample=b.sample, seed=0, include_points=True)
+                finally:
+                    if bar is not None:
+                        bar.close()
+                saved = {"report": rep, "best": best_arch_benchmark(bench, best_arch)}
+            self.rf.save("ranking", saved)
+            self.save_progress()
+        rep = saved["report"]
+        pts = rep.get("points", {}).get("sample", [])
+        ranking = {"top": rep["top"]["columns"], "sampled": rep["sample"]["columns"],
+                   "settings": {"top_fraction": rep["top"]["fraction"], "top_by": rep["top"]["by"],
+                                "sample_size": rep["sample"]["size_requested"], "sample_n": rep["sample"]["n"],
+                                "sample_method": rep["sample"]["method"], "sample_seed": rep["sample"]["seed"]},
+                   # [[arch, {predictor: value}, {column: truth}], ...]
+                   "sampled_points": pts}
+        names = list(pts[0][1]) if pts else []
+        points = {"predicted": {n: [p[1][n] for p in pts] for n in names},
+                  "true": {c: [p[2][c] for p in pts] for c in bench.acc_columns}}
+        return ranking, points, saved["best"]
 
-                    try:
-                        rep = ranking_report(bench, predict, top_fraction=b.top_fraction,
-                                             sample_size=b.sample_size, seed=self.seed("ranking-sample") % (2**31),
-                                             include_points=True)
-                    finally:
-                        if bar is not None:
-                            bar.close()
-                    saved = {"report": rep, "best": best_arch_benchmark(bench, res["best_arch"])}
-                    self.rf.save("ranking", saved)
-                    self.save_progress()
-            rep = saved["report"]
-            bench_row = saved["best"]
-            ranking = {"top": rep["top"]["columns"], "sampled": rep["sample"]["columns"],
-                       "settings": {"top_fraction": rep["top"]["fraction"], "top_by": rep["top"]["by"],
-                                    "sample_size": rep["sample"]["size_requested"],
-                                    "sample_seed": rep["sample"]["seed"]}}
-            pts = rep.get("points", {}).get("sample", [])
-            ranking["sampled_points"] = pts  # [[arch, sub-supernet accuracy %, {column: truth}], ...]
-            points = {"predicted": [p[1] for p in pts],
-                      "true": {c: [p[2][c] for p in pts] for c in bench.acc_columns}}
+    def search_and_rank(self, tree: dict, leaves: list[str]):
+        evaluator = self.leaf_evaluator(tree, leaves)
+        res = self.run_evolution(evaluator, leaves)
+        if self.p.benchmark is None:
+            return res, {}, {}, None
+        ranking, points, bench_row = self.rank(evaluator, res["best_arch"])
         return res, ranking, points, bench_row
-
-
-class _nullctx:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _stage_after(have: str, want: str) -> bool:
@@ -543,7 +573,8 @@ def run_search(config: SearchConfig, *, dist: DistContext | None = None,
             node["epochs"] = st["epochs_total"] if st else None
             node["history"] = st["history"] if st else []
         result = SearchResult(
-            best_arch=res["best_arch"], best_valid_acc=res["best_fitness"] / 100.0,
+            best_arch=res["best_arch"], best_valid_acc=res["best_metrics"]["acc"] / 100.0,
+            best_valid_loss=res["best_metrics"]["loss"],
             best_leaf=res["best_leaf"], best_arch_benchmark=bench_row, split_tree=tree,
             ranking=ranking, timings={}, peak_memory_bytes={},
             search=res["summary"], config=cfg.to_dict(), data=prep.data.summary(),

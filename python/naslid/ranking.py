@@ -1,4 +1,10 @@
-"""Ranking quality of sub-supernets: Kendall τ and Spearman ρ against a benchmark.
+"""Ranking quality of sub-supernets: Kendall τ, Spearman ρ and friends against a benchmark.
+
+A *predictor* scores architectures, higher = better. ``ranking_report`` takes the user's
+``predict`` (one or several named scores per arch, e.g. ``{"acc": 71.2, "neg_loss": -0.83}``)
+and adds free *yardsticks* computed on the same cells: ``params`` (``space.count_params``) and
+``flops`` (``space.count_macs``, multiply-adds), the literature's "#params" / "FLOPs" baselines. A
+supernet that cannot beat them on τ does not rank better than counting parameters.
 
 Subsets (both computed for every ``*_acc`` column):
 
@@ -7,17 +13,30 @@ Subsets (both computed for every ``*_acc`` column):
             c's own top 1 %) or by the first ``*_acc`` column for all columns (``top_by="first"``,
             NAS-LID's practice with its single column). Isomorphic duplicates are kept, as in
             NB201's top-1 % list. Ties at the cut: file order.
-``sample``  ``sample_size`` (default 500) architectures drawn uniformly without replacement from
-            the benchmark, unique by ``space.canonical_key`` (first drawn representative kept),
-            seeded by ``seed``; fewer when the benchmark has fewer unique archs (``n`` says so).
+``sample``  ``sample_size`` (default 500) cells, one per isomorphism class (``space.canonical_key``;
+            a class is represented by its first row in file order), chosen by ``sample``:
+            ``"stratified"`` (default): the classes are sorted by the first ``*_acc`` column (NaN
+            classes dropped) and cut into ``sample_size`` equal-count quantile bins, one class drawn
+            per bin (seeded), so the sample spans the whole ground-truth range; ``"uniform"``:
+            classes in the order a seeded random permutation of the rows first meets them.
+            Asking for more cells than there are classes is a ValueError.
 
-Rows whose benchmark value is NaN are dropped per column. Correlations of constant inputs are
-undefined: reported as ``None`` (JSON null). Values are Python floats (JSON-ready).
+Metrics per subset, column and predictor (``ranking_metrics``): ``n``, ``kendall_tau`` (tau-b:
+ties handled), ``kendall_tau_ci95`` (percentile bootstrap over cells, 1000 seeded resamples),
+``kendall_p``, ``spearman_rho``, ``spearman_p``, ``precision_at_10`` (share of the predictor's top
+10 % = ceil(0.1 n) cells that are in the truth's top 10 % of the same cells; ties at a cut are
+broken at random, in expectation), ``tau_top_half`` (τ over the cells whose truth is >= the subset's
+median) and ``ties`` (cells whose score equals another cell's score: a resolution check).
+
+Rows whose benchmark value (or predicted score) is NaN are dropped per column and predictor.
+Undefined statistics (fewer than 2 cells, a constant input) are ``None`` (JSON null). Values are
+Python floats (JSON-ready).
 """
 from __future__ import annotations
 
+import logging
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,7 +44,15 @@ from scipy import stats
 
 from .benchmark import Benchmark
 
-Predict = Callable[[Mapping[str, str]], float]
+log = logging.getLogger(__name__)
+
+Scores = Union[float, Mapping[str, float]]
+Predict = Callable[[Mapping[str, str]], Scores]
+
+SAMPLE_METHODS = ("stratified", "uniform")
+YARDSTICKS = ("params", "flops")
+BOOTSTRAP_RESAMPLES = 1000
+_MATRIX_BOOTSTRAP_MAX_N = 1500  # above: scipy per resample (O(n log n)) instead of O(n^2) matmuls
 
 
 def _clean(v) -> float | None:
@@ -33,18 +60,24 @@ def _clean(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
+# ------------------------------------------------------------------------------------------------
+# statistics
+# ------------------------------------------------------------------------------------------------
+def _pairs(predicted, truth, fn: str) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(predicted, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.float64)
+    if p.shape != t.shape or p.ndim != 1:
+        raise ValueError(f"{fn}: predicted {p.shape} and truth {t.shape} must be equal-length 1-D")
+    ok = np.isfinite(p) & np.isfinite(t)
+    return p[ok], t[ok]
+
+
 def rank_correlations(predicted: Sequence[float], truth: Sequence[float]) -> dict:
     """Kendall τ (tau-b) and Spearman ρ between two equal-length sequences, NaN pairs dropped.
 
     Returns {"n", "kendall_tau", "kendall_p", "spearman_rho", "spearman_p"} (None where undefined:
     fewer than 2 pairs or a constant input)."""
-    p = np.asarray(predicted, dtype=np.float64)
-    t = np.asarray(truth, dtype=np.float64)
-    if p.shape != t.shape or p.ndim != 1:
-        raise ValueError(f"rank_correlations: predicted {p.shape} and truth {t.shape} must be "
-                         f"equal-length 1-D")
-    ok = np.isfinite(p) & np.isfinite(t)
-    p, t = p[ok], t[ok]
+    p, t = _pairs(predicted, truth, "rank_correlations")
     out = {"n": int(p.size), "kendall_tau": None, "kendall_p": None, "spearman_rho": None,
            "spearman_p": None}
     if p.size < 2 or np.all(p == p[0]) or np.all(t == t[0]):
@@ -56,6 +89,117 @@ def rank_correlations(predicted: Sequence[float], truth: Sequence[float]) -> dic
     return out
 
 
+def bootstrap_indices(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """(resamples, n) int64 cell indices drawn with replacement (numpy PCG64 seeded by ``seed``)."""
+    return np.random.default_rng(int(seed)).integers(0, n, size=(int(resamples), int(n)))
+
+
+def _sign_matrix(v: np.ndarray) -> np.ndarray:
+    return np.sign(v[:, None] - v[None, :]).astype(np.float32)
+
+
+def bootstrap_kendall_taus(predicted, truth, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                           method: str = "auto") -> np.ndarray:
+    """Kendall tau-b of each bootstrap resample (``bootstrap_indices``) of the finite pairs; NaN
+    where a resample is constant. ``method``: "matrix" (vectorised: with resample counts w, the
+    resample's tau-b is w'Mw / sqrt(w'|Sx|w * w'|Sy|w), Sx, Sy the pairwise sign matrices and
+    M = Sx∘Sy; O(n^2) per resample as float32 matmuls, exact), "scipy" (a loop), or "auto"
+    (matrix up to n = 1500)."""
+    p, t = _pairs(predicted, truth, "bootstrap_kendall_taus")
+    n = p.size
+    if n < 2:
+        return np.full(int(resamples), np.nan)
+    idx = bootstrap_indices(n, resamples, seed)
+    if method == "auto":
+        method = "matrix" if n <= _MATRIX_BOOTSTRAP_MAX_N else "scipy"
+    if method == "scipy":
+        out = np.full(idx.shape[0], np.nan)
+        for r, ix in enumerate(idx):
+            a, b = p[ix], t[ix]
+            if not (np.all(a == a[0]) or np.all(b == b[0])):
+                out[r] = stats.kendalltau(a, b).statistic
+        return out
+    if method != "matrix":
+        raise ValueError(f"bootstrap_kendall_taus: method must be auto|matrix|scipy, got {method!r}")
+    B = idx.shape[0]
+    w = np.bincount((idx + n * np.arange(B)[:, None]).ravel(), minlength=B * n)
+    w = w.reshape(B, n).astype(np.float32)  # counts <= n: exact in float32, as are the row sums
+    sx, sy = _sign_matrix(p), _sign_matrix(t)
+    w64 = w.astype(np.float64)
+
+    def quad(m):
+        return np.einsum("bi,bi->b", (w @ m).astype(np.float64), w64)
+
+    num, dx, dy = quad(sx * sy), quad(np.abs(sx)), quad(np.abs(sy))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = num / np.sqrt(dx * dy)
+    tau[(dx <= 0) | (dy <= 0)] = np.nan
+    return tau
+
+
+def bootstrap_kendall_ci(predicted, truth, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                         level: float = 0.95) -> list[float] | None:
+    """[lo, hi]: the percentile interval of ``bootstrap_kendall_taus`` (constant resamples left
+    out); None when τ itself is undefined or no resample has a defined τ."""
+    p, t = _pairs(predicted, truth, "bootstrap_kendall_ci")
+    if p.size < 2 or np.all(p == p[0]) or np.all(t == t[0]):
+        return None
+    taus = bootstrap_kendall_taus(p, t, resamples, seed)
+    taus = taus[np.isfinite(taus)]
+    if taus.size == 0:
+        return None
+    a = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(taus, [a, 100 - a])
+    return [float(lo), float(hi)]
+
+
+def _top_weights(v: np.ndarray, k: int) -> np.ndarray:
+    """P(cell in the top k of ``v``) when ties at the cut are broken uniformly at random."""
+    thr = np.sort(v)[::-1][k - 1]
+    above, eq = v > thr, v == thr
+    w = above.astype(np.float64)
+    w[eq] = (k - int(above.sum())) / int(eq.sum())
+    return w
+
+
+def precision_at(predicted, truth, fraction: float = 0.1) -> float | None:
+    """Share of the predictor's top ``ceil(fraction * n)`` cells that are in the truth's top
+    ``ceil(fraction * n)`` (NaN pairs dropped; ties at either cut broken at random, the expected
+    value); None for no cells."""
+    p, t = _pairs(predicted, truth, "precision_at")
+    if p.size == 0:
+        return None
+    k = max(1, math.ceil(fraction * p.size - 1e-9))
+    return float((_top_weights(p, k) * _top_weights(t, k)).sum() / k)
+
+
+def count_ties(values) -> int:
+    """Number of (finite) values equal to at least one other value."""
+    v = np.asarray(values, dtype=np.float64)
+    _, counts = np.unique(v[np.isfinite(v)], return_counts=True)
+    return int(counts[counts > 1].sum())
+
+
+def ranking_metrics(predicted: Sequence[float], truth: Sequence[float], *,
+                    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """Every metric of the module docstring for one predictor against one truth (NaN pairs
+    dropped): {"n", "kendall_tau", "kendall_tau_ci95", "kendall_p", "spearman_rho", "spearman_p",
+    "precision_at_10", "tau_top_half", "ties"}."""
+    p, t = _pairs(predicted, truth, "ranking_metrics")
+    base = rank_correlations(p, t)
+    top_half = t >= np.median(t) if t.size else np.zeros(0, dtype=bool)
+    return {"n": base["n"], "kendall_tau": base["kendall_tau"],
+            "kendall_tau_ci95": (bootstrap_kendall_ci(p, t, resamples, seed)
+                                 if base["kendall_tau"] is not None else None),
+            "kendall_p": base["kendall_p"], "spearman_rho": base["spearman_rho"],
+            "spearman_p": base["spearman_p"], "precision_at_10": precision_at(p, t, 0.1),
+            "tau_top_half": rank_correlations(p[top_half], t[top_half])["kendall_tau"],
+            "ties": count_ties(p)}
+
+
+# ------------------------------------------------------------------------------------------------
+# subsets
+# ------------------------------------------------------------------------------------------------
 def top_archs(benchmark: Benchmark, fraction: float = 0.01, column: str | None = None) -> list[str]:
     """Arch strings of the best ``floor(fraction * len(benchmark))`` (at least 2) rows by ``column``
     (default: the first ``*_acc``), best first; NaN values never count as top; ties: file order."""
@@ -69,85 +213,243 @@ def top_archs(benchmark: Benchmark, fraction: float = 0.01, column: str | None =
     return [benchmark.arch_strings[i] for i in order[:n]]
 
 
+def _class_of_rows(benchmark: Benchmark) -> tuple[list[int], list[int]]:
+    """(class id of every row, first row of every class): classes by canonical key, numbered in
+    file order of their first row."""
+    space = benchmark.space
+    ids: dict[str, int] = {}
+    cls, reps = [], []
+    for i, s in enumerate(benchmark.arch_strings):
+        key = space.canonical_key(space.arch_from_string(s))
+        c = ids.setdefault(key, len(ids))
+        if c == len(reps):
+            reps.append(i)
+        cls.append(c)
+    return cls, reps
+
+
 def sample_unique_archs(benchmark: Benchmark, n: int, seed: int = 0) -> list[str]:
-    """Up to ``n`` arch strings from ``benchmark``, unique by canonical key, seeded (see module)."""
+    """Up to ``n`` arch strings, one per isomorphism class (its first row in file order), classes
+    in the order a seeded random permutation of the rows first meets them ("uniform")."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"sample_unique_archs: n must be a positive int, got {n!r}")
-    space = benchmark.space
+    cls, reps = _class_of_rows(benchmark)
     perm = torch.randperm(len(benchmark), generator=torch.Generator().manual_seed(int(seed)))
     seen, out = set(), []
     for i in perm.tolist():
-        s = benchmark.arch_strings[i]
-        key = space.canonical_key(space.arch_from_string(s))
-        if key in seen:
+        if cls[i] in seen:
             continue
-        seen.add(key)
-        out.append(s)
+        seen.add(cls[i])
+        out.append(benchmark.arch_strings[reps[cls[i]]])
         if len(out) == n:
             break
     return out
 
 
-def _subset_report(benchmark: Benchmark, archs: Sequence[str], predict: Predict, columns,
-                   cache: dict) -> dict:
-    space = benchmark.space
-    for s in archs:
-        if s not in cache:
-            cache[s] = float(predict(space.arch_from_string(s)))
-    pred = [cache[s] for s in archs]
-    return {c: rank_correlations(pred, [benchmark.acc(s, c) for s in archs]) for c in columns}
+def _stratifiable_classes(benchmark: Benchmark, column: str) -> list[int]:
+    """Representative rows of the classes with a finite ``column`` value, sorted by that value
+    (ties: file order)."""
+    vals = benchmark.values(column)
+    _, reps = _class_of_rows(benchmark)
+    return sorted((r for r in reps if math.isfinite(vals[r])), key=lambda r: (vals[r], r))
 
 
-def ranking_report(benchmark: Benchmark, predict: Predict | Mapping[str, float], *,
+def sample_stratified_archs(benchmark: Benchmark, n: int, seed: int = 0,
+                            column: str | None = None) -> list[str]:
+    """``n`` arch strings, one per isomorphism class, spanning the range of ``column`` (default:
+    the first ``*_acc``): the classes (first row in file order; NaN ones dropped) sorted by
+    ``column`` are cut into ``n`` equal-count quantile bins (sizes differ by at most one) and one
+    class is drawn per bin (numpy, seeded). Returned in ascending truth order. ValueError when
+    ``n`` exceeds the number of classes."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"sample_stratified_archs: n must be a positive int, got {n!r}")
+    column = column or benchmark.acc_columns[0]
+    rows = _stratifiable_classes(benchmark, column)
+    m = len(rows)
+    if n > m:
+        raise ValueError(f"sample_stratified_archs: asks for {n} cells but the benchmark has {m} "
+                         f"isomorphism classes with a {column} value")
+    edges = [(i * m) // n for i in range(n + 1)]
+    rng = np.random.default_rng(int(seed))
+    return [benchmark.arch_strings[rows[int(rng.integers(edges[b], edges[b + 1]))]]
+            for b in range(n)]
+
+
+def sample_classes(benchmark: Benchmark, sample: str = "stratified") -> int:
+    """How many cells ``sample`` can draw: isomorphism classes (with a finite first ``*_acc``
+    value for "stratified")."""
+    if sample == "stratified":
+        return len(_stratifiable_classes(benchmark, benchmark.acc_columns[0]))
+    return len(_class_of_rows(benchmark)[1])
+
+
+def check_sample_request(benchmark: Benchmark, sample_size: int, sample: str = "stratified") -> None:
+    """The checks ``ranking_report`` makes on its sample arguments, for callers that want to fail
+    before training: ValueError naming ``benchmark.sample`` (unknown method) or
+    ``benchmark.sample_size`` (not a positive int, or more cells than isomorphism classes)."""
+    if sample not in SAMPLE_METHODS:
+        raise ValueError(f"benchmark.sample must be one of {', '.join(SAMPLE_METHODS)}, got "
+                         f"{sample!r}")
+    if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
+        raise ValueError(f"benchmark.sample_size must be a positive int, got {sample_size!r}")
+    m = sample_classes(benchmark, sample)
+    if sample_size > m:
+        raise ValueError(f"benchmark.sample_size asks for {sample_size} cells but the benchmark has "
+                         f"{m} isomorphism classes"
+                         + (f" with a {benchmark.acc_columns[0]} value" if sample == "stratified"
+                            else "") + f"; choose <= {m}")
+
+
+# ------------------------------------------------------------------------------------------------
+# the report
+# ------------------------------------------------------------------------------------------------
+def _as_scores(v, arch: str) -> dict[str, float]:
+    if isinstance(v, Mapping):
+        if not v:
+            raise ValueError(f"ranking_report: predict returned no scores for {arch}")
+        out = {}
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise ValueError(f"ranking_report: score names must be strings, got {k!r} for {arch}")
+            out[k] = _as_float(x, arch, k)
+        return out
+    return {"score": _as_float(v, arch, "score")}
+
+
+def _as_float(x, arch: str, name: str) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"ranking_report: score {name!r} of {arch} is not a number: {x!r}") from None
+
+
+def ranking_report(benchmark: Benchmark, predict: Predict | Mapping[str, Scores], *,
                    top_fraction: float = 0.01, top_by: str = "each", sample_size: int = 500,
-                   seed: int = 0, include_points: bool = True) -> dict:
-    """τ and ρ between ``predict`` (arch dict -> supernet accuracy, or a mapping arch string ->
-    accuracy) and every ``*_acc`` column, over the top subset(s) and a seeded unique sample.
+                   sample: str = "stratified", seed: int = 0,
+                   yardsticks: Sequence[str] = YARDSTICKS, include_points: bool = True) -> dict:
+    """Ranking metrics (see the module docstring) of ``predict`` and the ``yardsticks`` against
+    every ``*_acc`` column, over the top subset(s) and a seeded sample of unique cells.
 
-    Returns a JSON-ready dict::
+    ``predict``: a callable arch dict -> float or {score name: float} (higher = better), or a
+    mapping arch string -> the same; a plain float is the score ``"score"``. Every arch must get
+    the same score names. Each arch is predicted once (cached across subsets). ``yardsticks``:
+    names from ``YARDSTICKS``, computed on the same cells (a space that cannot count them is
+    logged and listed in ``sample["yardsticks_skipped"]``). ``seed`` seeds the sample and the
+    bootstrap.
 
-        {"top": {"fraction", "by", "columns": {col: {"n", "kendall_tau", "kendall_p",
-                                                     "spearman_rho", "spearman_p"}}},
-         "sample": {"size_requested", "seed", "unique_by": "canonical_key",
-                    "columns": {col: {...}}},
-         "points": {"top": {col: [[arch, predicted, true], ...]}, "sample": [[arch, predicted,
-                    {col: true}], ...]}}      # when include_points (for scatter plots)
-    Each arch is predicted once (cached across subsets).
+    Returns a JSON-ready dict (``names`` = the score names, then the yardsticks)::
+
+        {"top": {"fraction", "by", "columns": {col: {name: metrics}}},
+         "sample": {"size_requested", "n", "seed", "method", "unique_by": "canonical_key",
+                    "yardsticks": [...], "columns": {col: {name: metrics}}},
+         "points": {"top": {col: [[arch, {name: value}, true], ...]},
+                    "sample": [[arch, {name: value}, {col: true}], ...]}}   # when include_points
+    metrics = {"n", "kendall_tau", "kendall_tau_ci95": [lo, hi] | None, "kendall_p",
+    "spearman_rho", "spearman_p", "precision_at_10", "tau_top_half", "ties"}.
+
+    ValueError for a bad ``top_by``, ``sample`` (named ``benchmark.sample``), ``sample_size``
+    above the number of isomorphism classes (named ``benchmark.sample_size``), an unknown
+    yardstick, inconsistent score names, or an arch missing from a ``predict`` mapping.
     """
     if top_by not in ("each", "first"):
         raise ValueError(f"ranking_report: top_by must be 'each' or 'first', got {top_by!r}")
+    if isinstance(yardsticks, str):
+        yardsticks = (yardsticks,)
+    yardsticks = list(dict.fromkeys(yardsticks))
+    bad = [y for y in yardsticks if y not in YARDSTICKS]
+    if bad:
+        raise ValueError(f"ranking_report: unknown yardstick(s) {bad}: choose from "
+                         f"{', '.join(YARDSTICKS)}")
+    space = benchmark.space
     if isinstance(predict, Mapping):
         table = dict(predict)
 
         def predict(arch, _t=table):  # noqa: F811 - wrap the mapping
-            s = benchmark.space.arch_to_string(arch)
+            s = space.arch_to_string(arch)
             if s not in _t:
-                raise ValueError(f"ranking_report: no predicted accuracy for {s}")
+                raise ValueError(f"ranking_report: no predicted score for {s}")
             return _t[s]
-    cache: dict[str, float] = {}
+
     cols = benchmark.acc_columns
+    check_sample_request(benchmark, sample_size, sample)  # before any prediction
+    sample_archs = (sample_stratified_archs(benchmark, sample_size, seed, cols[0])
+                    if sample == "stratified" else sample_unique_archs(benchmark, sample_size, seed))
+
+    cache: dict[str, dict[str, float]] = {}
+    score_names: list[str] = []
+    skipped: dict[str, str] = {}
+    fns = {"params": space.count_params, "flops": space.count_macs}
+
+    def values(s: str) -> dict[str, float]:
+        if s not in cache:
+            arch = space.arch_from_string(s)
+            sc = _as_scores(predict(arch), s)
+            if not score_names:
+                clash = sorted(set(sc) & set(yardsticks))
+                if clash:
+                    raise ValueError(f"ranking_report: score name(s) {clash} clash with the "
+                                     f"yardsticks; rename them or drop the yardstick")
+                score_names.extend(sc)
+            elif list(sc) != score_names:
+                raise ValueError(f"ranking_report: predict returned scores {list(sc)} for {s} but "
+                                 f"{score_names} before")
+            for y in yardsticks:
+                if y in skipped:
+                    continue
+                try:
+                    sc[y] = float(fns[y](arch))
+                except NotImplementedError as e:
+                    skipped[y] = f"{type(space).__name__} cannot count {y}: {e or 'not implemented'}"
+                    log.warning("ranking yardstick %s skipped: %s", y, skipped[y])
+            cache[s] = sc
+        return cache[s]
+
+    def subset(archs: Sequence[str], columns: Sequence[str]) -> dict:
+        vals = [values(s) for s in archs]
+        names = score_names + [y for y in yardsticks if y not in skipped]
+        out = {}
+        for c in columns:
+            truth = [benchmark.acc(s, c) for s in archs]
+            out[c] = {k: ranking_metrics([v.get(k, math.nan) for v in vals], truth, seed=seed)
+                      for k in names}
+        return out
+
     top_cols: dict = {}
     top_points: dict = {}
     for c in cols:
         archs = top_archs(benchmark, top_fraction, c if top_by == "each" else None)
-        top_cols.update(_subset_report(benchmark, archs, predict, [c], cache))
-        top_points[c] = [[s, cache[s], benchmark.acc(s, c)] for s in archs]
-    sample = sample_unique_archs(benchmark, sample_size, seed)
+        top_cols.update(subset(archs, [c]))
+        top_points[c] = [[s, dict(values(s)), benchmark.acc(s, c)] for s in archs]
+    sample_cols = subset(sample_archs, cols)
+    # a yardstick skipped late (not expected: spaces count all archs or none) is dropped everywhere
+    for cs in (top_cols, sample_cols):
+        for per in cs.values():
+            for y in skipped:
+                per.pop(y, None)
     out = {
         "top": {"fraction": top_fraction, "by": top_by, "columns": top_cols},
-        "sample": {"size_requested": sample_size, "seed": seed, "unique_by": "canonical_key",
-                   "columns": _subset_report(benchmark, sample, predict, cols, cache)},
+        "sample": {"size_requested": sample_size, "n": len(sample_archs), "seed": seed,
+                   "method": sample, "unique_by": "canonical_key",
+                   "yardsticks": [y for y in yardsticks if y not in skipped],
+                   "columns": sample_cols},
     }
+    if skipped:
+        out["sample"]["yardsticks_skipped"] = dict(skipped)
     if include_points:
-        out["points"] = {"top": top_points,
-                         "sample": [[s, cache[s], {c: benchmark.acc(s, c) for c in cols}]
-                                    for s in sample]}
-    return _json_safe(out)  # NaN benchmark values -> JSON null
+        out["points"] = {
+            "top": {c: [[s, {k: v for k, v in d.items() if k not in skipped}, t]
+                        for s, d, t in pts] for c, pts in top_points.items()},
+            "sample": [[s, {k: v for k, v in values(s).items() if k not in skipped},
+                        {c: benchmark.acc(s, c) for c in cols}] for s in sample_archs]}
+    return _json_safe(out)  # NaN benchmark values and scores -> JSON null
 
 
 def _json_safe(obj):
-    if isinstance(obj, float):
+    if isinstance(obj, (float, np.floating)):
+        obj = float(obj)
         return obj if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
     if isinstance(obj, dict):
         return {k: _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

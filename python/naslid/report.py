@@ -5,11 +5,12 @@
 - ``result.json``  (atomically; keys: best_arch, best_arch_benchmark, split_tree, ranking, timings,
   peak_memory_bytes, ... see ``naslid.pipeline.SearchResult``)
 - ``tb/``          TensorBoard scalars: per node training loss / accuracy per epoch, search
-  fitness per generation, ranking τ / ρ
+  fitness per generation, ranking metrics per subset / column / predictor
 - ``plots/similarity_<node>.png``  similarity matrices of every decision a split examined
 - ``plots/lid_<node>.png``          LID profile (LID per layer) of every op of the chosen decision
 - ``plots/split_tree.png``          the split tree with each node's mask summary
-- ``plots/pred_vs_true_<column>.png``  sub-supernet accuracy against the benchmark, per column
+- ``plots/pred_vs_true_<column>.png``  every predictor (named supernet scores, yardsticks) against
+  the benchmark on the sampled archs, one panel per predictor with τ, per column
 """
 from __future__ import annotations
 
@@ -134,27 +135,91 @@ def plot_split_tree(tree: Mapping[str, Mapping[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _as_float(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
+
+
+def _metrics_of(ranking: Mapping[str, Any], col: str, name: str) -> Mapping[str, Any]:
+    """The sampled metrics of predictor ``name`` on ``col`` (older flat results: one predictor)."""
+    per = (ranking.get("sampled") or {}).get(col) or {}
+    if "kendall_tau" in per:  # old shape {col: metrics}
+        return per
+    return per.get(name) or {}
+
+
+def scatter_title(name: str, n: int, metrics: Mapping[str, Any]) -> str:
+    """``name (n archs)`` plus ``τ = t [lo, hi]`` and ``P@10%`` where known."""
+    title = f"{name} ({n} archs)"
+    tau = metrics.get("kendall_tau")
+    if isinstance(tau, (int, float)):
+        title += f"\nτ = {tau:.3f}"
+        ci = metrics.get("kendall_tau_ci95")
+        if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
+            title += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+        p10 = metrics.get("precision_at_10")
+        if isinstance(p10, (int, float)):
+            title += f", P@10% = {p10:.2f}"
+    return title
+
+
 def plot_pred_vs_true(points: Mapping[str, Any], ranking: Mapping[str, Any], out: Path) -> list[str]:
-    """Scatter of sub-supernet accuracy (x) against each benchmark column (y)."""
-    if not points or not points.get("predicted"):
+    """Per benchmark column (the first ``*_acc`` column first), one figure
+    ``pred_vs_true_<column>.png`` with one scatter panel per predictor (x: its score on the sampled
+    archs, y: the column), Kendall τ with its 95 % interval in each panel's title.
+
+    ``points``: {"predicted": {name: [values]}, "true": {column: [values]}} (a plain list as
+    "predicted" is one predictor, "score"); None values are left out."""
+    pred = (points or {}).get("predicted")
+    if not pred:
         return []
+    if not isinstance(pred, Mapping):
+        pred = {"score": pred}
     plt = _plt()
     written = []
-    pred = points["predicted"]
-    for col, true in points.get("true", {}).items():
-        fig, ax = plt.subplots(figsize=(4.2, 3.8))
-        ax.scatter(pred, true, s=6, alpha=0.6)
-        tau = (ranking.get("sampled", {}).get(col, {}) or {}).get("kendall_tau")
-        ax.set_xlabel("sub-supernet accuracy (inherited weights)")
-        ax.set_ylabel(col)
-        ax.set_title(f"predicted vs true ({len(pred)} archs)"
-                     + (f", sampled τ = {tau:.3f}" if isinstance(tau, (int, float)) else ""), fontsize=9)
-        fig.subplots_adjust(left=0.16, bottom=0.13)
+    for col, true in (points.get("true") or {}).items():
+        y = [_as_float(v) for v in true]
+        fig, axes = _panel_grid(plt, len(pred), (3.6, 3.3))
+        for ax, (name, vals) in zip(axes.flat, pred.items()):
+            x = [_as_float(v) for v in vals]
+            n = sum(1 for a, b in zip(x, y) if math.isfinite(a) and math.isfinite(b))
+            ax.scatter(x, y, s=6, alpha=0.6)
+            ax.set_xlabel(name, fontsize=8)
+            ax.set_ylabel(col, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.set_title(scatter_title(name, n, _metrics_of(ranking, col, name)), fontsize=8)
+        fig.suptitle(f"predictors vs {col} (sampled archs)", fontsize=9)
+        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.14, top=0.8, wspace=0.4, hspace=0.7)
         p = out / f"pred_vs_true_{col}.png"
         fig.savefig(p, dpi=80)
         plt.close(fig)
         written.append(p.name)
     return written
+
+
+def points_from_sampled(sampled_points) -> dict:
+    """``ranking["sampled_points"]`` ([[arch, {name: value}, {column: true}], ...]) as the
+    ``ranking_points`` shape {"predicted": {name: [values]}, "true": {column: [values]}}."""
+    pts = [p for p in sampled_points or [] if isinstance(p, (list, tuple)) and len(p) == 3]
+    if not pts:
+        return {}
+    first_pred = pts[0][1] if isinstance(pts[0][1], Mapping) else {"score": None}
+    names = list(first_pred)
+    cols = list(pts[0][2]) if isinstance(pts[0][2], Mapping) else []
+
+    def get(d, k):
+        return d.get(k) if isinstance(d, Mapping) else (d if k == "score" else None)
+
+    return {"predicted": {k: [get(p[1], k) for p in pts] for k in names},
+            "true": {c: [get(p[2], c) for p in pts] for c in cols}}
+
+
+def _numeric_leaves(prefix: str, obj) -> list[tuple[str, float]]:
+    """(tag, value) for every int/float leaf of nested mappings (lists are skipped)."""
+    if isinstance(obj, Mapping):
+        return [kv for k, v in obj.items() for kv in _numeric_leaves(f"{prefix}/{k}", v)]
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool) and math.isfinite(obj):
+        return [(prefix, float(obj))]
+    return []
 
 
 def write_tensorboard(tb_dir: Path, tree: Mapping[str, Mapping[str, Any]], search_history: list,
@@ -180,12 +245,9 @@ def write_tensorboard(tb_dir: Path, tree: Mapping[str, Mapping[str, Any]], searc
                     if k != "generation" and isinstance(v, (int, float)):
                         w.add_scalar(f"search/{k}", v, step)
         for subset, cols in (ranking or {}).items():
-            if isinstance(cols, Mapping):
-                for col, vals in cols.items():
-                    if isinstance(vals, Mapping):
-                        for k, v in vals.items():
-                            if isinstance(v, (int, float)):
-                                w.add_scalar(f"ranking/{subset}/{col}/{k}", v, 0)
+            if subset != "settings":  # ranking/<top|sampled>/<column>/<predictor>/<metric>
+                for tag, v in _numeric_leaves(f"ranking/{subset}", cols):
+                    w.add_scalar(tag, v, 0)
     finally:
         w.close()
     return True
@@ -195,7 +257,10 @@ def write_report(out_dir: str | Path, result: Mapping[str, Any], *, search_histo
                  ranking_points: Mapping[str, Any] | None = None, plots: bool = True,
                  tensorboard: bool = True) -> dict:
     """Plots, TensorBoard scalars, then ``result.json`` (atomically, last). Returns the list of
-    written artefacts (relative paths) by kind. ``plots`` / ``tensorboard``: False skips them."""
+    written artefacts (relative paths) by kind. ``plots`` / ``tensorboard``: False skips them.
+
+    ``ranking_points``: {"predicted": {predictor: [values]}, "true": {column: [values]}} for the
+    scatter plots; None: taken from ``result["ranking"]["sampled_points"]`` when present."""
     out = Path(out_dir)
     plot_dir = out / "plots"
     if plots:
@@ -208,9 +273,13 @@ def write_report(out_dir: str | Path, result: Mapping[str, Any], *, search_histo
         if plot_lid_profiles(node, plot_dir / f"lid_{nid}.png"):
             written["plots"].append(f"plots/lid_{nid}.png")
     if plots:
-        plot_split_tree(tree, plot_dir / "split_tree.png")
-        written["plots"].append("plots/split_tree.png")
-        written["plots"] += [f"plots/{p}" for p in plot_pred_vs_true(ranking_points or {}, result.get("ranking") or {}, plot_dir)]
+        if tree:
+            plot_split_tree(tree, plot_dir / "split_tree.png")
+            written["plots"].append("plots/split_tree.png")
+        ranking = result.get("ranking") or {}
+        if ranking_points is None:
+            ranking_points = points_from_sampled(ranking.get("sampled_points"))
+        written["plots"] += [f"plots/{p}" for p in plot_pred_vs_true(ranking_points, ranking, plot_dir)]
     if tensorboard and write_tensorboard(out / "tb", tree, search_history or [], result.get("ranking") or {}):
         written["tensorboard"] = ["tb"]
     final = dict(result)

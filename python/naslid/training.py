@@ -1,8 +1,13 @@
-"""Supernet training with uniform single-path sampling inside a mask (warm-up and leaf training).
+"""Supernet training with single-path sampling inside a mask (warm-up and leaf training).
 
-One call of ``train_epoch`` = one pass over a loader; for every batch one architecture is drawn
-uniformly inside the mask (``space.sample(mask, generator)``), activated with
-``supernet.set_arch`` and trained with cross-entropy. All randomness comes from the loader's
+One call of ``train_epoch`` = one pass over a loader. ``sampling="uniform"``: for every batch one
+architecture is drawn uniformly inside the mask (``space.sample(mask, generator)``), activated with
+``supernet.set_arch`` and trained with cross-entropy. ``sampling="fair"`` (FairNAS's strict
+fairness): for every batch the m archs of ``space.fair_archs`` (every enabled candidate of every
+decision exactly once) each run forward/backward on the batch, their gradients are averaged, and one
+optimiser step follows: m times the compute of a uniform epoch, but every candidate trains on every
+batch (under uniform sampling a convolution of NB201 trains on a fifth of the batches while the
+parameter-free candidates need no training, which biases short trainings towards them). All randomness comes from the loader's
 (seed, epoch) and the caller's ``generator`` (a ``torch.Generator``, mutated in place: save
 ``generator.get_state()`` with the checkpoint and ``set_state`` it on resume).
 
@@ -13,6 +18,7 @@ per *batch* (``T_max = epochs * steps_per_epoch``); build both with ``build_opti
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Mapping
 
@@ -20,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .choices import SAMPLINGS
 from .spaces.base import SearchSpace, Supernet
 
 
@@ -85,7 +92,8 @@ def train_epoch(space: SearchSpace, supernet: Supernet, mask: Mapping, loader: I
                 optimizer: torch.optim.Optimizer, *, generator: torch.Generator,
                 device: torch.device | str = "cpu", scheduler=None, grad_clip: float | None = None,
                 max_batches: int | None = None, progress: bool = False, desc: str = "train",
-                after_backward: Callable[[nn.Module], None] | None = None) -> dict:
+                after_backward: Callable[[nn.Module], None] | None = None,
+                sampling: str = "uniform") -> dict:
     """Train ``supernet`` for one pass over ``loader`` with uniform single-path sampling in ``mask``.
 
     Args:
@@ -97,12 +105,15 @@ def train_epoch(space: SearchSpace, supernet: Supernet, mask: Mapping, loader: I
         generator: CPU generator for the per-batch architecture draws (mutated in place).
         grad_clip: max global gradient norm, or None.
         max_batches: stop after this many batches (CPU-scale runs, tests).
-        after_backward: called with ``supernet`` after every backward, before clipping and the
-            optimiser step (data-parallel training: ``average_gradients``). Every rank must draw
-            the same archs, i.e. use generators with the same seed/state.
-    Returns ``{"loss": mean loss, "acc": accuracy %, "samples": n, "batches": b, "lr": last lr}``
-    (sample-weighted means). FloatingPointError on a non-finite loss, naming the batch.
+        after_backward: called with ``supernet`` after every backward pass of a step, before
+            clipping and the optimiser step (data-parallel training: ``GradAllReduce``). Every rank
+            must draw the same archs, i.e. use generators with the same seed/state.
+        sampling: ``"uniform"`` or ``"fair"`` (see the module docstring).
+    Returns ``{"loss": mean loss, "acc": accuracy %, "samples": n, "batches": b, "lr": last lr,
+    "images_per_s": forward/backward images per wall second}`` (sample-weighted means). FloatingPointError on a non-finite loss, naming the batch.
     """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"train_epoch: sampling must be one of {SAMPLINGS}, got {sampling!r}")
     mask = space.validate_mask(mask)
     supernet.train()
     it = iter(loader)
@@ -115,22 +126,26 @@ def train_epoch(space: SearchSpace, supernet: Supernet, mask: Mapping, loader: I
             total = min(total, max_batches)
         bar = tqdm(total=total, desc=desc, leave=False)
     loss_sum, correct, n, b = 0.0, 0, 0, 0
+    t0 = time.perf_counter()
     try:
         for x, y in it:
             if max_batches is not None and b >= max_batches:
                 break
-            arch = space.sample(mask, generator)
-            supernet.set_arch(arch)
+            archs = [space.sample(mask, generator)] if sampling == "uniform" else space.fair_archs(mask, generator)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = supernet(x)
-            loss = F.cross_entropy(logits, y)
-            lv = float(loss.detach())  # the one host sync per batch
-            if not math.isfinite(lv):
-                raise FloatingPointError(
-                    f"train_epoch: non-finite loss {lv} at batch {b} (arch "
-                    f"{space.arch_to_string(arch)}); lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            lv = 0.0
+            for arch in archs:
+                supernet.set_arch(arch)
+                logits = supernet(x)
+                loss = F.cross_entropy(logits, y)
+                la = float(loss.detach())  # the one host sync per forward
+                if not math.isfinite(la):
+                    raise FloatingPointError(
+                        f"train_epoch: non-finite loss {la} at batch {b} (arch "
+                        f"{space.arch_to_string(arch)}); lower the learning rate")
+                (loss / len(archs)).backward()
+                lv += la / len(archs)
             if after_backward is not None:
                 after_backward(supernet)
             if grad_clip is not None:
@@ -152,7 +167,8 @@ def train_epoch(space: SearchSpace, supernet: Supernet, mask: Mapping, loader: I
     if n == 0:
         raise ValueError("train_epoch: the loader yielded no batches")
     return {"loss": loss_sum / n, "acc": 100.0 * int(correct) / n, "samples": n, "batches": b,
-            "lr": float(optimizer.param_groups[0]["lr"])}
+            "lr": float(optimizer.param_groups[0]["lr"]),
+            "images_per_s": n * (1 if sampling == "uniform" else len(archs)) / max(time.perf_counter() - t0, 1e-9)}
 
 
 def reinit_parameters(module: nn.Module, seed: int) -> nn.Module:
@@ -171,26 +187,3 @@ def reinit_parameters(module: nn.Module, seed: int) -> nn.Module:
             elif hasattr(m, "reset_parameters") and callable(m.reset_parameters):
                 m.reset_parameters()
     return module
-
-
-def average_gradients(module: nn.Module, group=None) -> None:
-    """All-reduce (mean) the gradients of ``module`` over the ``torch.distributed`` group; for
-    ``train_epoch(after_backward=...)``. Parameters without a gradient (candidates off the sampled
-    path: the same on every rank, as all ranks draw the same arch) stay ``None``, so weight decay
-    and momentum skip them exactly as in a single-process run."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError("average_gradients: torch.distributed is not initialised")
-    world = dist.get_world_size(group)
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat, group=group)
-    flat /= world
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
-        offset += n

@@ -152,6 +152,23 @@ class SearchSpace(abc.ABC):
             arch[k] = cands[int(allowed[j])]
         return arch
 
+    def fair_archs(self, mask: Mask | None, generator: torch.Generator) -> list[Arch]:
+        """FairNAS's strict fairness inside ``mask``: m = the largest number of enabled candidates
+        of any decision; returns m archs in which every enabled candidate of every decision appears
+        once (decisions with fewer candidates repeat some, drawn at random). Each decision's order
+        is an independent random permutation."""
+        mask = self.full_mask() if mask is None else self.validate_mask(mask)
+        enabled = {k: [cands[int(i)] for i in torch.nonzero(mask[k]).flatten()]
+                   for k, cands in self.decisions.items()}
+        m = max(len(v) for v in enabled.values())
+        seqs: dict[str, list[str]] = {}
+        for k, v in enabled.items():
+            seq: list[str] = []
+            while len(seq) < m:
+                seq += [v[int(i)] for i in torch.randperm(len(v), generator=generator)]
+            seqs[k] = seq[:m]
+        return [{k: seqs[k][j] for k in self.decisions} for j in range(m)]
+
     @abc.abstractmethod
     def arch_to_string(self, arch: Mapping[str, str]) -> str:
         """The space's string encoding (NB201: NB201's official arch string)."""
