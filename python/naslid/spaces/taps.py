@@ -21,6 +21,8 @@ raises. Hooks are removed on ``__exit__``, also when the forward raised.
 """
 from __future__ import annotations
 
+import time
+
 from typing import Callable, Sequence
 
 import torch
@@ -86,6 +88,8 @@ class FeatureTap:
         else:
             raise ValueError(f"FeatureTap: reduce must be None, 'lid' or a callable, got {reduce!r}")
         self._handles: list = []
+        #: wall seconds spent in the reducer (LID) since construction
+        self.reduce_seconds = 0.0
         self.reset()
 
     # ----- hooks -------------------------------------------------------------------------------
@@ -99,7 +103,12 @@ class FeatureTap:
                 raise TypeError(f"FeatureTap: layer {i} ({type(module).__name__}) returned a "
                                 f"{type(output).__name__}, not a Tensor")
             feats = output.detach()
-            self._records[i] = feats if self._reduce is None else self._reduce(feats)
+            if self._reduce is None:
+                self._records[i] = feats
+            else:
+                t0 = time.perf_counter()
+                self._records[i] = self._reduce(feats)
+                self.reduce_seconds += time.perf_counter() - t0
             self._fired[i] += 1
         return hook
 

@@ -54,6 +54,7 @@ class SplitRecord:
     groups       op names per child (None when split is False)
     child_masks  JSON masks, one per group, in the order of ``groups``
     seconds      wall time of the step
+    lid_seconds  of which in the LID ops (criterion lid; the rest: forwards, similarity, partition)
     """
 
     split: bool
@@ -68,6 +69,7 @@ class SplitRecord:
     child_masks: list[dict[str, list[int]]] = field(default_factory=list)
     reason: str = ""
     seconds: float = 0.0
+    lid_seconds: float = 0.0
     version: int = RECORD_VERSION
 
     def to_json(self) -> dict[str, Any]:

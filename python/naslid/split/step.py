@@ -124,6 +124,7 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
         rec.seconds = time.perf_counter() - t0
         return rec
     names = space.decisions
+    lid_stats: dict = {}
 
     if cfg.criterion == "random":
         key = cands[int(torch.randint(len(cands), (1,), generator=generator))]
@@ -168,7 +169,7 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
                         supernet.set_arch(arch)
                         if cfg.criterion == "lid":
                             v = lid_vector(supernet, x, k=cfg.k, estimator=cfg.lid_estimator,
-                                           backend=cfg.lid_backend)
+                                           backend=cfg.lid_backend, stats=lid_stats)
                         else:
                             v = grad_vector(supernet, x, y, params, loss_fn)
                         if acc is not None and cfg.average == "vector":
@@ -205,6 +206,7 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
     finally:
         if bar is not None:
             bar.close()
+    rec.lid_seconds = lid_stats.get("lid_seconds", 0.0)
     key, values = choose_decision(results, cfg.resolved_edge_rule)
     for d, v in values.items():
         rec.decisions[d].rule_value = v

@@ -36,16 +36,19 @@ def probe_state(supernet: nn.Module, bn_mode: str = "train") -> Iterator[None]:
 
 
 def lid_vector(supernet: nn.Module, x: torch.Tensor, *, k: int = 20, estimator: str = "naslid",
-               backend: str = "auto") -> torch.Tensor:
+               backend: str = "auto", stats: dict | None = None) -> torch.Tensor:
     """LID of each of ``supernet.lid_layers()``'s outputs on batch ``x`` (B, ...), computed during
     the forward (the tap reduces each output as it is produced and keeps nothing), without autograd.
 
+    ``stats``: if given, ``stats["lid_seconds"]`` is increased by the time spent in the LID ops.
     Returns a float64 CPU tensor (L,)."""
     from naslid.spaces.taps import FeatureTap
 
     with torch.no_grad(), FeatureTap(supernet, reduce="lid", k=k, estimator=estimator, reduction="mean",
                                       backend=backend) as tap:
         supernet(x)
+    if stats is not None:
+        stats["lid_seconds"] = stats.get("lid_seconds", 0.0) + tap.reduce_seconds
     return tap.lid_vector().detach().to(device="cpu", dtype=torch.float64)
 
 
