@@ -9,7 +9,6 @@ runs first.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from naslid.memory import _Setup
 

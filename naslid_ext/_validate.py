@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from naslid_ext._lid_math import ESTIMATORS, min_k
+from naslid_ext._lid_math import min_k
 
 BACKENDS = ("auto", "ext", "torch", "faiss")
 REDUCTIONS = ("mean", "harmonic", "median", "none")

@@ -28,6 +28,13 @@ from ._version import __version__
 
 MANIFEST = "run.json"
 FORMAT = "naslid-run/1"
+RUNS_ROOT = "runs"
+RUN_PREFIX = "search-"
+
+
+def default_run_dir() -> str:
+    """``runs/search-<UTC time>``: the run folder of a search given no ``--out``."""
+    return os.path.join(RUNS_ROOT, RUN_PREFIX + time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
 
 
 class CheckpointError(ValueError):

@@ -17,7 +17,6 @@ import argparse
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -159,6 +158,7 @@ def latest_run(root: Path = Path("runs")) -> Path | None:
 def resolve_config(a: argparse.Namespace):
     """Preset < --config < CLI flags; on --resume without --out, the newest run's folder and its
     config are used (flags still override)."""
+    from .checkpoint import default_run_dir
     from .config import SearchConfig, load_config
 
     if a.resume and a.out is None:
@@ -171,7 +171,7 @@ def resolve_config(a: argparse.Namespace):
         base = SearchConfig.from_yaml(Path(a.out) / "config.yaml", base=base)
     cfg = SearchConfig.from_dict(overrides_from_args(a, base.train.warmup_epochs), base=base)
     if cfg.out is None:
-        cfg.out = os.path.join("runs", "search-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+        cfg.out = default_run_dir()
     return cfg
 
 

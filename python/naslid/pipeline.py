@@ -38,7 +38,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import sys
 import time
 from contextlib import contextmanager, nullcontext
@@ -48,7 +47,7 @@ from typing import Any, Callable
 
 import torch
 
-from .checkpoint import RunFolder, atomic_write_text
+from .checkpoint import RunFolder, atomic_write_json, atomic_write_text, default_run_dir
 from .config import SearchConfig
 from .distributed import DistContext, GradAllReduce, ShardedForward
 from .rss import reset_peak_rss, rss_bytes
@@ -171,7 +170,7 @@ def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepare
     cfg = copy.deepcopy(config)
     cfg.validate()
     if cfg.out is None:
-        cfg.out = os.path.join("runs", "search-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+        cfg.out = default_run_dir()
     out = Path(cfg.out)
     # the output folder first: cheap, and a refused folder must not cost a data load
     RunFolder.check(out, cfg.config_hash(), cfg.resume)
@@ -583,17 +582,12 @@ def run_search(config: SearchConfig, *, dist: DistContext | None = None,
 
         with eng.meter.stage("report"):
             body = result.to_json()
-            body["timings"] = dict(eng.meter.timings)
-            body["peak_memory_bytes"] = dict(eng.meter.peaks)
-            write_report(prep.out, body, search_history=res["summary"].get("history"), ranking_points=points,
-                         plots=cfg.plots, tensorboard=cfg.tensorboard)
-        result.timings = dict(eng.meter.timings)
-        result.peak_memory_bytes = dict(eng.meter.peaks)
-        # result.json is rewritten with the report stage's own timing included
-        from .checkpoint import atomic_write_json
-
-        body["timings"], body["peak_memory_bytes"] = result.timings, result.peak_memory_bytes
-        body["artifacts"] = json.loads((prep.out / "result.json").read_text()).get("artifacts", {})
+            body["artifacts"] = write_report(prep.out, body, search_history=res["summary"].get("history"),
+                                             ranking_points=points, plots=cfg.plots,
+                                             tensorboard=cfg.tensorboard, write_json=False)
+        # result.json is written once, last, with the report stage's own timing included
+        result.timings = body["timings"] = dict(eng.meter.timings)
+        result.peak_memory_bytes = body["peak_memory_bytes"] = dict(eng.meter.peaks)
         atomic_write_json(prep.out / "result.json", body)
         rf.write_manifest(status="complete", best_arch=result.best_arch)
     ctx.barrier()

@@ -255,9 +255,10 @@ def write_tensorboard(tb_dir: Path, tree: Mapping[str, Mapping[str, Any]], searc
 
 def write_report(out_dir: str | Path, result: Mapping[str, Any], *, search_history: list | None = None,
                  ranking_points: Mapping[str, Any] | None = None, plots: bool = True,
-                 tensorboard: bool = True) -> dict:
-    """Plots, TensorBoard scalars, then ``result.json`` (atomically, last). Returns the list of
-    written artefacts (relative paths) by kind. ``plots`` / ``tensorboard``: False skips them.
+                 tensorboard: bool = True, write_json: bool = True) -> dict:
+    """Plots, TensorBoard scalars, then ``result.json`` (atomically, last; ``write_json=False``
+    leaves that to the caller). Returns the list of written artefacts (relative paths) by kind.
+    ``plots`` / ``tensorboard``: False skips them.
 
     ``ranking_points``: {"predicted": {predictor: [values]}, "true": {column: [values]}} for the
     scatter plots; None: taken from ``result["ranking"]["sampled_points"]`` when present."""
@@ -282,7 +283,8 @@ def write_report(out_dir: str | Path, result: Mapping[str, Any], *, search_histo
         written["plots"] += [f"plots/{p}" for p in plot_pred_vs_true(ranking_points, ranking, plot_dir)]
     if tensorboard and write_tensorboard(out / "tb", tree, search_history or [], result.get("ranking") or {}):
         written["tensorboard"] = ["tb"]
-    final = dict(result)
-    final["artifacts"] = written
-    atomic_write_json(out / "result.json", final)
+    if write_json:
+        final = dict(result)
+        final["artifacts"] = written
+        atomic_write_json(out / "result.json", final)
     return written
