@@ -1,19 +1,15 @@
 """Search quality on CIFAR-10 + NB201 ground truth: criteria none / random / grad / lid, same budget.
 
 Slow (not part of the test suite). For every criterion and seed it runs the real pipeline
-(``naslid.pipeline.run_search``) with the budget below, then tabulates Kendall τ (and Spearman ρ)
-between the leaves' inherited-weight validation accuracy and NB201's ``cifar10_valid_acc`` over the
-benchmark's top 1 % (156 archs) and a seeded sample of 500 unique archs, the wall time, the peak
-memory (process RSS; split step and whole run) and the found architecture's ``cifar10_valid_acc``.
+(``naslid.pipeline.run_search``) with the ``cpu`` preset (docs/search.md: NB201 C=8, N=1 on the
+25k cifar10-valid training half at 16x16, warm-up 40 epochs, one split, 25 leaf epochs, every cell
+scored by its loss on 2,000 fixed held-out images; ``none`` trains its one supernet for the same
+epochs), then tabulates Kendall τ between the supernet's scores and NB201's ``cifar10_valid_acc``
+over the top 1 % (156 archs) and 500 stratified de-isomorphic cells, the parameter count's τ on the
+same cells, the wall time, the split step's time (and the LID ops' share of it), peak memory and the
+found architecture's ``cifar10_valid_acc``. Finished runs are read back from their folders.
 
-CPU budget (documented in docs/search.md): NB201 C=8, N=1 (one cell per stage), CIFAR-10 from
-``../shared/data/cifar10.npz`` average-pooled 2x2 to 16x16 (a derived npz written to the work
-folder, never to the repo), 2,000 training / 300 validation images held out of the training set,
-batch 64, cumulative warm-up [3, 6] epochs (2 levels, 4 leaves), 3 leaf epochs; split R=2 batches
-of 128, k=20; evolutionary search population 10 x 3 generations; BN recalibrated on 300 training
-images per arch.
-
-    python benchmarks/search_quality.py --work /tmp/sq --jobs 2 --json /tmp/sq/summary.json
+    python benchmarks/search_quality.py --work /tmp/sq --seeds 0 1 2 --json /tmp/sq/summary.json
 
 Exit status 0; prints the markdown table (also written to ``--markdown``).
 """
@@ -21,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -33,51 +28,26 @@ DATA = ROOT.parent / "shared" / "data"
 CRITERIA = ("none", "random", "grad", "lid")
 
 
-def make_small_npz(src: Path, dst: Path, pool: int) -> Path:
-    """CIFAR-10 npz average-pooled by ``pool`` (uint8, NHWC), written once to ``dst``."""
-    import numpy as np
-
-    if dst.exists():
-        return dst
-    z = np.load(src)
-    out = {}
-    for k in ("x_train", "x_test"):
-        x = z[k].astype(np.float32)
-        n, h, w, c = x.shape
-        x = x.reshape(n, h // pool, pool, w // pool, pool, c).mean(axis=(2, 4))
-        out[k] = np.clip(np.rint(x), 0, 255).astype(np.uint8)
-    out["y_train"], out["y_test"] = z["y_train"], z["y_test"]
-    tmp = dst.with_suffix(".tmp.npz")
-    np.savez(tmp, **out)
-    os.replace(tmp, dst)
-    return dst
-
-
-def budget(args, criterion: str, seed: int, npz: Path, out: Path) -> dict:
+def budget(args, criterion: str, seed: int, out: Path) -> dict:
+    """Overrides of the cpu preset for one run."""
     return {
-        "space": {"name": "nb201", "C": args.C, "N": args.N},
-        "data": {"dataset": "npz", "data_dir": str(npz), "max_train": args.train_images,
-                 "max_valid": args.valid_images, "batch_size": 64, "augment": True},
-        "split": {"criterion": criterion, "repeats": 2, "k": 20, "batch_size": 128},
-        "train": {"warmup_epochs": args.warmup, "leaf_epochs": args.leaf_epochs, "lr": 0.05},
-        "search": {"population": 10, "generations": 3, "parents": 3, "crossover": 3, "mutation": 3,
-                   "newcomers": 2, "bn_batches": 1, "eval_batch_size": args.valid_images},
-        "benchmark": {"file": str(args.benchmark), "top_fraction": 0.01, "sample_size": 500},
-        "seed": seed, "device": args.device, "out": str(out), "quiet": True,
-        "threads": 1 if args.device == "cpu" else None,
+        "data": {"dataset": "npz", "data_dir": str(args.data)},
+        "split": {"criterion": criterion},
+        "benchmark": {"file": str(args.benchmark)},
+        "seed": seed, "device": args.device, "out": str(out), "quiet": True, "threads": args.threads,
     }
 
 
 def one_run(job: tuple) -> dict:
-    args, criterion, seed, npz = job
+    args, criterion, seed = job
     from naslid.config import SearchConfig
     from naslid.pipeline import run_search
 
     out = Path(args.work) / f"{criterion}-s{seed}"
     done = out / "result.json"
     if not done.exists():
-        cfg = SearchConfig.from_dict(budget(args, criterion, seed, npz, out),
-                                     base=SearchConfig.preset_config("quick"))
+        cfg = SearchConfig.from_dict(budget(args, criterion, seed, out),
+                                     base=SearchConfig.preset_config("cpu"))
         cfg.resume = (out / "run.json").exists()
         t0 = time.perf_counter()
         run_search(cfg)
@@ -86,14 +56,18 @@ def one_run(job: tuple) -> dict:
         wall = None
     r = json.loads(done.read_text())
     col = "cifar10_valid_acc"
+    top, sampled = r["ranking"]["top"][col]["neg_loss"], r["ranking"]["sampled"][col]["neg_loss"]
     return {
         "criterion": criterion, "seed": seed,
-        "tau_top": r["ranking"]["top"][col]["kendall_tau"],
-        "tau_sampled": r["ranking"]["sampled"][col]["kendall_tau"],
-        "rho_sampled": r["ranking"]["sampled"][col]["spearman_rho"],
-        "n_top": r["ranking"]["top"][col]["n"], "n_sampled": r["ranking"]["sampled"][col]["n"],
+        "tau_top": top["kendall_tau"],
+        "tau_sampled": sampled["kendall_tau"],
+        "rho_sampled": sampled["spearman_rho"],
+        "tau_sampled_acc": r["ranking"]["sampled"][col]["acc"]["kendall_tau"],
+        "tau_sampled_params": r["ranking"]["sampled"][col]["params"]["kendall_tau"],
+        "n_top": top["n"], "n_sampled": sampled["n"],
         "wall_s": sum(r["timings"].values()) if wall is None else wall,
         "split_s": r["timings"].get("split", 0.0),
+        "lid_s": sum((n.get("split") or {}).get("lid_seconds", 0.0) for n in r["split_tree"].values()),
         "peak_split_bytes": r["peak_memory_bytes"].get("split", 0),
         "peak_bytes": max(r["peak_memory_bytes"].values()),
         "best_arch": r["best_arch"],
@@ -113,17 +87,20 @@ def fmt(vals, digits=3):
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| criterion | τ top 1 % (156) | τ sampled (500) | ρ sampled | found arch cifar10_valid_acc | "
-             "wall time (s) | split step (s) | peak RSS split / run (MiB) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| criterion | τ top 1 % (156) | τ sampled (500), −loss | ρ sampled | τ sampled, acc | "
+             "τ params (same cells) | found arch cifar10_valid_acc | wall time (s) | split step (s) | of which LID (s) | "
+             "peak RSS split / run (MiB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in CRITERIA:
         rs = [r for r in rows if r["criterion"] == c]
         if not rs:
             continue
         lines.append(
             f"| {c} | {fmt([r['tau_top'] for r in rs])} | {fmt([r['tau_sampled'] for r in rs])} | "
-            f"{fmt([r['rho_sampled'] for r in rs])} | {fmt([r['best_cifar10_valid_acc'] for r in rs], 2)} | "
+            f"{fmt([r['rho_sampled'] for r in rs])} | {fmt([r['tau_sampled_acc'] for r in rs])} | "
+            f"{fmt([r['tau_sampled_params'] for r in rs])} | {fmt([r['best_cifar10_valid_acc'] for r in rs], 2)} | "
             f"{fmt([r['wall_s'] for r in rs], 0)} | {fmt([r['split_s'] for r in rs], 1)} | "
+            f"{fmt([r['lid_s'] for r in rs], 1)} | "
             f"{max(r['peak_split_bytes'] for r in rs) / 2**20:.0f} / {max(r['peak_bytes'] for r in rs) / 2**20:.0f} |")
     return "\n".join(lines)
 
@@ -135,14 +112,8 @@ def main(argv=None) -> int:
     p.add_argument("--benchmark", default=str(DATA / "nb201_cifar10_valid.csv"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--criteria", nargs="+", default=list(CRITERIA), choices=CRITERIA)
-    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
-    p.add_argument("--C", type=int, default=8)
-    p.add_argument("--N", type=int, default=1)
-    p.add_argument("--pool", type=int, default=2, help="average-pool factor of the 32x32 images")
-    p.add_argument("--train-images", type=int, default=2000)
-    p.add_argument("--valid-images", type=int, default=300)
-    p.add_argument("--warmup", type=int, nargs="+", default=[3, 6])
-    p.add_argument("--leaf-epochs", type=int, default=3)
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--json", help="write all rows as JSON")
     p.add_argument("--markdown", help="write the table as markdown")
@@ -152,8 +123,7 @@ def main(argv=None) -> int:
         return 0
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    npz = make_small_npz(Path(args.data), work / f"cifar10_pool{args.pool}.npz", args.pool)
-    jobs = [(args, c, s, npz) for s in args.seeds for c in args.criteria]
+    jobs = [(args, c, s) for s in args.seeds for c in args.criteria]
     rows = []
     with ProcessPoolExecutor(max_workers=args.jobs) as ex:
         for row in ex.map(one_run, jobs):
