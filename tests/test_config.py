@@ -75,13 +75,18 @@ BAD = [
     ({"space": {"name": "darts"}}, "space.name"),
     ({"data": {"dataset": "mnist"}}, "data.dataset"),
     ({"data": {"dataset": "npz", "data_dir": None}}, "data.data_dir"),
-    ({"data": {"dataset": "npz", "data_dir": "/nonexistent/x.npz"}}, "data.data_dir"),
+    ({"data": {"dataset": "npz", "data_dir": 3}}, "data.data_dir"),
     ({"split": {"criterion": "entropy"}}, "split.criterion"),
     ({"split": {"partition": "kmeans"}}, "split.partition"),
     ({"split": {"similarity": "manhattan"}}, "split.similarity"),
     ({"split": {"edge_rule": "best"}}, "split.edge_rule"),
     ({"split": {"repeats": 0}}, "split.repeats"),
     ({"split": {"k": 200, "batch_size": 128}}, "split.k"),
+    ({"split": {"batch_size": 1}}, "split.batch_size"),
+    ({"split": {"average": "median"}}, "split.average"),
+    ({"split": {"record_grad_vectors": 1}}, "split.record_grad_vectors"),
+    ({"split": {"bn_mode": "recalibrate"}}, "split.bn_mode"),
+    ({"split": {"lid_backend": "gpu"}}, "split.lid_backend"),
     ({"train": {"warmup_epochs": []}}, "train.warmup_epochs"),
     ({"train": {"warmup_epochs": [0, 2]}}, r"train.warmup_epochs\[0\]"),
     ({"train": {"warmup_epochs": [4, 4]}}, "train.warmup_epochs"),
@@ -90,17 +95,22 @@ BAD = [
     ({"train": {"bn_shards": 3}}, "train.bn_shards"),
     ({"search": {"method": "bayes"}}, "search.method"),
     ({"search": {"parents": 30, "population": 20}}, "search.parents"),
+    ({"search": {"parents": 1, "crossover": 1}}, "search.parents"),
+    ({"search": {"max_tries": 0}}, "search.max_tries"),
+    ({"search": {"mutation_prob": 1.5}}, "search.mutation_prob"),
+    ({"search": {"method": "random", "generations": 0}}, "search.generations"),
     ({"search": {"bn": "frozen"}}, "search.bn"),
-    ({"benchmark": {"file": "/nonexistent.csv"}}, "benchmark.file"),
+    ({"search": {"bn": "eval"}}, "search.bn"),
+    ({"benchmark": {"file": 5}}, "benchmark.file"),
     ({"device": "tpu"}, "device"),
     ({"seed": -1}, "seed"),
 ]
 
 
-@pytest.mark.parametrize("override,field", BAD, ids=[b[1] for b in BAD])
+@pytest.mark.parametrize("override,field", BAD, ids=[f"{b[1]}-{i}" for i, b in enumerate(BAD)])
 def test_bad_values_name_the_field(override, field):
     c = SearchConfig.from_dict(override, base=SearchConfig.preset_config("quick"))
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match=rf"^config\.{field}: "):
         c.validate(num_decisions=6)
 
 
@@ -152,6 +162,168 @@ def test_evolution_settings_checked_before_work_starts():
     """An evolution setting the search would reject (crossover with one parent) fails validation,
     not after the warm-up."""
     cfg = SearchConfig.from_dict({"search": {"parents": 1, "crossover": 1}})
-    with pytest.raises(ValueError, match=r"config.search: EvolutionConfig: crossover needs parents >= 2"):
+    with pytest.raises(ValueError, match=r"config.search.parents: crossover needs parents >= 2"):
         cfg.validate()
     SearchConfig.from_dict({"search": {"parents": 1, "crossover": 0}}).validate()
+
+
+# ------------------------------------------------------------------ one declaration per field
+# a valid non-default value of every field of the split and search sections
+SPLIT_VALUES = {"criterion": "grad", "repeats": 3, "similarity": "euclidean", "partition": "spectral",
+                "n_groups": 3, "balanced": True, "edge_rule": "code", "k": 7, "lid_estimator": "levina",
+                "lid_backend": "torch", "bn_mode": "eval", "average": "similarity",
+                "record_grad_vectors": True, "batch_size": 64}
+SEARCH_VALUES = {"population": 30, "generations": 7, "parents": 4, "crossover": 3, "mutation": 5,
+                 "mutation_prob": 0.25, "newcomers": 2, "max_tries": 9, "method": "random",
+                 "bn": "batch", "bn_batches": 3, "eval_batch_size": 100, "score": "acc", "eval_images": 500}
+
+
+def _every_field():
+    return [("split", k, v) for k, v in SPLIT_VALUES.items()] + [("search", k, v) for k, v in SEARCH_VALUES.items()]
+
+
+def test_sections_are_the_algorithm_configs():
+    """The split section is a SplitConfig and the search section an EvolutionConfig: their fields
+    are declared there once; the tables above cover every field (a new field must be added)."""
+    import dataclasses
+
+    from naslid.evolution import EvolutionConfig
+    from naslid.split import SplitConfig
+
+    c = SearchConfig()
+    assert isinstance(c.split, SplitConfig) and isinstance(c.search, EvolutionConfig)
+    split_names = {f.name for f in dataclasses.fields(c.split)}
+    search_names = {f.name for f in dataclasses.fields(c.search)}
+    assert {f.name for f in dataclasses.fields(SplitConfig)} | {"batch_size"} == split_names == set(SPLIT_VALUES)
+    assert {f.name for f in dataclasses.fields(EvolutionConfig)} < search_names == set(SEARCH_VALUES)
+    for section, name, val in _every_field():
+        assert getattr(c, section).__dataclass_fields__[name].default != val, (section, name)
+
+
+@pytest.mark.parametrize("section,name,val", _every_field(), ids=[f"{s}.{n}" for s, n, _ in _every_field()])
+def test_every_field_settable_from_dict_yaml_and_cli(section, name, val, tmp_path):
+    d = SearchConfig.from_dict({section: {name: val}})
+    assert getattr(getattr(d, section), name) == val
+    d.validate(num_decisions=6)
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({section: {name: val}}))
+    assert getattr(getattr(load_config(config_file=str(f)), section), name) == val
+    text = yaml.safe_dump(val).strip().removesuffix("...").strip()
+    a = build_parser().parse_args(["search", "--out", str(tmp_path / "o"), "--set", f"{section}.{name}={text}"])
+    c = resolve_config(a)
+    assert getattr(getattr(c, section), name) == val and type(getattr(getattr(c, section), name)) is type(val)
+    # the API: the section's attribute, then validate
+    e = SearchConfig.preset_config("quick")
+    setattr(getattr(e, section), name, val)
+    e.validate(num_decisions=6)
+
+
+def test_split_and_search_sections_reach_the_algorithms(tmp_path):
+    """The split section itself goes to split_step: an option the old copy of SplitConfig's
+    fields could not carry (average) reaches the split record, with the split batch size."""
+    import json
+
+    from helpers import micro_config
+    from naslid.pipeline import run_search
+
+    cfg = micro_config(tmp_path / "o", {"split": {"average": "similarity", "repeats": 2},
+                                        "train": {"warmup_epochs": [1], "leaf_epochs": 0},
+                                        "search": {"generations": 1},
+                                        "plots": False, "tensorboard": False})
+    run_search(cfg)
+    tree = json.loads((tmp_path / "o" / "result.json").read_text())["split_tree"]
+    rec = tree["r"]["split"]
+    assert rec["config"]["average"] == "similarity" and rec["config"]["repeats"] == 2
+    assert rec["config"]["batch_size"] == cfg.split.batch_size
+
+
+def test_warmup_int_is_normalised_when_loading(tmp_path):
+    assert SearchConfig.from_dict({"train": {"warmup_epochs": 6}}).train.warmup_epochs == [6]
+    assert SearchConfig.from_dict({"train": {"warmup_epochs": (2, 4)}}).train.warmup_epochs == [2, 4]
+    a = build_parser().parse_args(["search", "--out", str(tmp_path / "o"), "--set", "train.warmup_epochs=6"])
+    assert resolve_config(a).train.warmup_epochs == [6]
+    c = SearchConfig()
+    c.train.warmup_epochs = 6  # set directly: not a list, rejected (validate changes nothing)
+    with pytest.raises(ValueError, match=r"config.train.warmup_epochs: expected a non-empty list"):
+        c.validate()
+    assert c.train.warmup_epochs == 6
+
+
+@pytest.mark.parametrize("preset", ["quick", "cpu", "paper"])
+def test_validate_changes_nothing_and_reads_no_file(preset, monkeypatch):
+    import copy
+    import os
+    import pathlib
+
+    c = SearchConfig.from_dict({"data": {"dataset": "npz", "data_dir": "/nonexistent/x.npz"},
+                                "benchmark": {"file": "/nonexistent.csv"}},
+                               base=SearchConfig.preset_config(preset))
+    before = copy.deepcopy(c)
+
+    def boom(*a, **k):
+        raise AssertionError("validate touched the file system")
+
+    for name in ("exists", "isfile", "isdir", "getsize"):
+        monkeypatch.setattr(os.path, name, boom)
+    for name in ("exists", "is_file", "is_dir", "stat", "open", "read_text"):
+        monkeypatch.setattr(pathlib.Path, name, boom)
+    monkeypatch.setattr("builtins.open", boom)
+    assert c.validate(num_decisions=6) is c
+    monkeypatch.undo()
+    assert c == before and c.to_dict() == before.to_dict()
+
+
+def test_each_rule_is_checked_once(monkeypatch):
+    """Every field is checked in one place: validating a full config checks no field twice."""
+    import collections
+
+    import naslid.config
+    import naslid.evolution_config
+    import naslid.split.config
+    from naslid import validation
+
+    c = SearchConfig.preset_config("paper")  # constructing a SplitConfig validates it: not counted
+    c.benchmark.file = "x.csv"
+    seen = collections.Counter()
+
+    def counting(fn):
+        def wrapped(where, *a, **k):
+            seen[where] += 1
+            return fn(where, *a, **k)
+        return wrapped
+
+    for mod in (naslid.config, naslid.split.config, naslid.evolution_config):
+        for name in ("choice", "integer", "number", "boolean"):
+            if hasattr(mod, name):
+                monkeypatch.setattr(mod, name, counting(getattr(validation, name)))
+    c.validate(num_decisions=6)
+    assert seen, "the checks were not counted"
+    twice = {k: n for k, n in seen.items() if n > 1}
+    assert not twice
+    for section, name, _ in _every_field():
+        if name not in ("edge_rule", "eval_images"):  # None by default: nothing to check
+            assert seen[f"config.{section}.{name}"] == 1, name
+
+
+def test_standalone_configs_name_their_class():
+    from naslid.evolution import EvolutionConfig
+    from naslid.split import SplitConfig
+
+    with pytest.raises(ValueError, match=r"^SplitConfig\.k: must be >= 1"):
+        SplitConfig(k=0)
+    with pytest.raises(ValueError, match=r"^EvolutionConfig\.parents: parents \(9\) > population \(5\)"):
+        EvolutionConfig(population=5, parents=9).validate()
+
+
+@pytest.mark.parametrize("override,field,msg", [
+    ({"data": {"dataset": "npz", "data_dir": "/nonexistent/x.npz"}}, "data.data_dir", "does not exist"),
+    ({"benchmark": {"file": "/nonexistent.csv"}}, "benchmark.file", "is not a file"),
+])
+def test_missing_files_are_found_when_the_run_is_prepared(override, field, msg, tmp_path):
+    from naslid.pipeline import prepare
+
+    c = SearchConfig.from_dict({**override, "out": str(tmp_path / "o")}, base=SearchConfig.preset_config("quick"))
+    c.validate(num_decisions=6)  # no file system: fine
+    with pytest.raises(ValueError, match=rf"^config\.{field}: '/nonexistent.*' {msg}"):
+        prepare(c)
+    assert not (tmp_path / "o").exists()

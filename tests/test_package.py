@@ -31,3 +31,28 @@ def test_import_naslid_is_cheap():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_the_config_and_cli_do_not_import_torch():
+    """``naslid.config`` holds ``SplitConfig`` and ``EvolutionConfig`` themselves; they live in
+    light modules, so reading and validating a config stays cheap."""
+    code = ("import sys; from naslid.config import SearchConfig; import naslid.cli; "
+            "from naslid.split import SplitConfig; from naslid.evolution_config import EvolutionConfig; "
+            "SearchConfig.preset_config('paper').validate(num_decisions=6); "
+            "print(sorted(m for m in ('torch', 'numpy', 'naslid.evolution', 'naslid.split.step') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_split_package_names_resolve_lazily():
+    import naslid.split as split
+
+    for name in split.__all__:
+        assert getattr(split, name) is not None
+    from naslid.split import split_step
+    from naslid.split.step import split_step as direct
+
+    assert split_step is direct
+    with pytest.raises(AttributeError):
+        split.no_such_name

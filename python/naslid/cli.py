@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from .choices import PRESETS
+
 EXIT_BAD_INPUT = 2
 
 
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Warm-up, split (LID / GM / random / none), sub-supernet training, "
                        "evolutionary search, ranking against a benchmark. CLI options override --config, "
                        "which overrides --preset (default quick).")
-    s.add_argument("--preset", choices=("quick", "cpu", "paper"),
+    s.add_argument("--preset", choices=PRESETS,
                    help="base settings: quick (digits, ~1 min), cpu (NB201 on CIFAR-10 at 16x16, <= 30 min "
                    "on 2 cores), paper (the released code's GPU settings); default quick")
     s.add_argument("--config", metavar="FILE", help="YAML config (any subset of the fields of naslid.config)")

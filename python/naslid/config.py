@@ -1,8 +1,12 @@
 """The search configuration: one dataclass per pipeline stage, presets, YAML round-trip, validation.
 
-``SearchConfig`` is what ``naslid search`` and ``naslid.search(config)`` run. Every field is
-checked by ``SearchConfig.validate()`` before any work starts (unknown names, impossible
-schedules, missing files): a ``ValueError`` names the field (``train.warmup_epochs``, ...).
+``SearchConfig`` is what ``naslid search`` and ``naslid.search(config)`` run. Each field is declared
+once, in the class that owns it: the ``split`` section is a ``naslid.split.SplitConfig`` (plus the
+split batch size), the ``search`` section a ``naslid.evolution.EvolutionConfig`` (plus the
+evaluation settings). ``SearchConfig.validate()`` checks every field before any work starts
+(unknown names, impossible schedules): a ``ValueError`` names the field (``config.train.warmup_epochs``,
+...). It neither changes the config nor looks at the file system: whether ``data.data_dir`` and
+``benchmark.file`` exist is checked when a run is prepared (``naslid.pipeline.prepare``).
 
 Presets live in ``naslid/configs/<name>.yaml`` (``quick``: minutes on a laptop CPU; ``paper``: the
 released code's NB201 settings). A YAML file holds any subset of the fields; missing ones keep
@@ -21,19 +25,16 @@ from typing import Any, Mapping
 
 import yaml
 
-from .choices import EVAL_BN_MODES, SAMPLE_METHODS, SAMPLINGS, SCORES
-
-SPACES = ("nb201", "proxyless", "ofa")
-DATASETS = ("digits", "cifar10", "cifar100", "npz", "imagefolder")
-CRITERIA = ("lid", "grad", "random", "none")
-SIMILARITIES = ("cosine", "euclidean", "correlation")
-PARTITIONS = ("mincut", "spectral", "gmm")
-EDGE_RULES = ("paper", "code", "gm")
-LEAF_INITS = ("inherit", "reinit")
-SEARCH_METHODS = ("evolution", "random")
-PRESETS = ("quick", "cpu", "paper")
+from .choices import (DATASETS, EVAL_BN_MODES, LEAF_INITS, PRESETS, SAMPLE_METHODS, SAMPLINGS, SCORES,
+                      SEARCH_METHODS, SPACES)
+from .evolution_config import EvolutionConfig
+from .split.config import SplitConfig
+from .validation import choice, integer, number
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+#: datasets read from ``data.data_dir`` (the others download into it)
+DATASETS_FROM_DIR = ("npz", "imagefolder")
 
 
 @dataclass
@@ -50,6 +51,15 @@ class SpaceSection:
     width: float = 1.0
     input_size: int | None = None
     options: dict = field(default_factory=dict)
+
+    def validate(self, where: str = "config.space") -> "SpaceSection":
+        choice(f"{where}.name", self.name, SPACES)
+        integer(f"{where}.C", self.C, 1)
+        integer(f"{where}.N", self.N, 1)
+        number(f"{where}.width", self.width, 0.0, lo_open=True)
+        if self.input_size is not None:
+            integer(f"{where}.input_size", self.input_size, 4)
+        return self
 
 
 @dataclass
@@ -69,33 +79,39 @@ class DataSection:
     batch_size: int = 64
     augment: bool | None = None
 
+    def validate(self, where: str = "config.data") -> "DataSection":
+        choice(f"{where}.dataset", self.dataset, DATASETS)
+        if self.dataset in DATASETS_FROM_DIR and not self.data_dir:
+            raise ValueError(f"{where}.data_dir: dataset {self.dataset!r} needs --data-dir")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ValueError(f"{where}.data_dir: expected a path, got {self.data_dir!r}")
+        if self.image_size is not None:
+            integer(f"{where}.image_size", self.image_size, 4)
+        number(f"{where}.valid_fraction", self.valid_fraction, 0.0, 0.9, lo_open=True)
+        for name in ("max_train", "max_valid"):
+            if getattr(self, name) is not None:
+                integer(f"{where}.{name}", getattr(self, name), 10)
+        integer(f"{where}.batch_size", self.batch_size, 2)
+        return self
+
 
 @dataclass
-class SplitSection:
-    """The split step (naslid.md §2/§3): the fields of ``naslid.split.SplitConfig`` (see there)
-    plus ``batch_size``, the images per LID/GM batch. ``edge_rule`` None: ``paper`` for lid,
-    GM-NAS's rule (``gm``) for grad."""
+class SplitSection(SplitConfig):
+    """The split step (docs/split.md): every option of ``naslid.split.SplitConfig`` (declared and
+    checked there; the section *is* the ``SplitConfig`` the pipeline passes to ``split_step``) plus
+    ``batch_size``, the images per LID / GM batch (``repeats`` such batches per op vector; LID needs
+    ``k + 2 <= batch_size``). ``edge_rule`` None: ``paper`` for lid, GM-NAS's rule (``gm``) for grad."""
 
-    criterion: str = "lid"
-    repeats: int = 1
-    similarity: str = "cosine"
-    partition: str = "mincut"
-    n_groups: int = 2
-    balanced: bool = False
-    edge_rule: str | None = None
-    k: int = 20
-    lid_estimator: str = "naslid"
-    lid_backend: str = "auto"
-    bn_mode: str = "train"
     batch_size: int = 128
 
-    def split_config(self):
-        """The ``naslid.split.SplitConfig`` of this section."""
-        from .split.config import SplitConfig
-
-        d = dataclasses.asdict(self)
-        d.pop("batch_size")
-        return SplitConfig(**d)
+    def validate(self, where: str = "config.split") -> "SplitSection":
+        super().validate(where)
+        integer(f"{where}.batch_size", self.batch_size, 2)
+        if self.k + 2 > self.batch_size:
+            raise ValueError(f"{where}.k: k = {self.k} nearest neighbours need a split batch of at least "
+                             f"k + 2 samples (k must be smaller than the batch-size - 1 other samples; "
+                             f"split.batch_size = {self.batch_size})")
+        return self
 
 
 @dataclass
@@ -103,12 +119,14 @@ class TrainSection:
     """Warm-up schedule and optimiser. ``warmup_epochs`` is cumulative per level (the released
     code's [20, 40, 60, 80] = 4 levels): the root trains ``warmup_epochs[0]`` epochs, a level-l
     supernet trains up to ``warmup_epochs[l]`` in total (its parent's epochs included). The number
-    of levels (splits) is ``len(warmup_epochs)``. Leaves then train ``leaf_epochs`` more, from the
-    parent's weights (``leaf_init: inherit``) or re-initialised (``reinit``). ``bn_shards``: each
-    global batch is run as that many equal chunks with their own BatchNorm statistics (what makes
-    a data-parallel run over that many ranks compute the same function; see distributed.py).
-    ``sampling``: ``uniform`` (one path per batch) or ``fair`` (FairNAS: every candidate of every
-    decision once per batch, m times the compute of an epoch; see training.py)."""
+    of levels (splits) is ``len(warmup_epochs)``; a single int read from YAML / a dict / ``--set``
+    means one level (``SearchConfig.from_dict`` turns it into a list). Leaves then train
+    ``leaf_epochs`` more, from the parent's weights (``leaf_init: inherit``) or re-initialised
+    (``reinit``). ``bn_shards``: each global batch is run as that many equal chunks with their own
+    BatchNorm statistics (what makes a data-parallel run over that many ranks compute the same
+    function; see distributed.py). ``sampling``: ``uniform`` (one path per batch) or ``fair``
+    (FairNAS: every candidate of every decision once per batch, m times the compute of an epoch;
+    see training.py)."""
 
     warmup_epochs: list = field(default_factory=lambda: [4, 8])
     leaf_epochs: int = 4
@@ -121,39 +139,61 @@ class TrainSection:
     grad_clip: float | None = 5.0
     bn_shards: int = 1
 
+    def validate(self, where: str = "config.train") -> "TrainSection":
+        w = self.warmup_epochs
+        if not isinstance(w, list) or not w:
+            raise ValueError(f"{where}.warmup_epochs: expected a non-empty list of cumulative epochs, got {w!r}")
+        for i, e in enumerate(w):
+            integer(f"{where}.warmup_epochs[{i}]", e, 1)
+        if any(b <= a for a, b in zip(w, w[1:])):
+            raise ValueError(f"{where}.warmup_epochs: cumulative epochs must strictly increase, got {w}")
+        integer(f"{where}.leaf_epochs", self.leaf_epochs, 0)
+        choice(f"{where}.leaf_init", self.leaf_init, LEAF_INITS)
+        choice(f"{where}.sampling", self.sampling, SAMPLINGS)
+        if self.leaf_init == "reinit" and self.leaf_epochs == 0:
+            raise ValueError(f"{where}.leaf_epochs: leaf_init 'reinit' with 0 leaf epochs leaves untrained leaves")
+        number(f"{where}.lr", self.lr, 0.0, lo_open=True)
+        number(f"{where}.momentum", self.momentum, 0.0, 1.0)
+        number(f"{where}.weight_decay", self.weight_decay, 0.0)
+        if self.grad_clip is not None:
+            number(f"{where}.grad_clip", self.grad_clip, 0.0, lo_open=True)
+        integer(f"{where}.bn_shards", self.bn_shards, 1)
+        return self
+
 
 @dataclass
-class SearchSection:
-    """Final search over the leaves. Evolution: population, generations, parents, crossover and
-    mutation children per generation (mutation probability ``mutation_prob``), random newcomers.
-    Random search: ``population * generations`` samples. ``bn``: ``recalibrate`` (BN statistics
-    recomputed per subnet on ``bn_batches`` training batches) or ``batch`` (batch statistics).
-    ``score``: fitness of a cell, ``loss`` (minus the mean cross-entropy: no ties) or ``acc``
-    (accuracy %). Every cell is scored on the same fixed ``eval_images`` held-out images (the first
-    ones of the validation split, class-stratified; None: all of it)."""
+class SearchSection(EvolutionConfig):
+    """Final search over the leaves. Evolution: the fields of ``naslid.evolution.EvolutionConfig``
+    (declared and checked there; the section *is* the ``EvolutionConfig`` the pipeline passes to
+    ``evolutionary_search``): population, generations, parents, crossover and mutation children per
+    generation (mutation probability ``mutation_prob``), random newcomers, ``max_tries``.
+    ``method``: ``evolution`` or ``random`` (``population * generations`` uniform samples).
+    ``bn``: ``recalibrate`` (BN statistics recomputed per subnet on ``bn_batches`` training batches
+    of ``eval_batch_size`` images) or ``batch`` (batch statistics). ``score``: fitness of a cell,
+    ``loss`` (minus the mean cross-entropy: no ties) or ``acc`` (accuracy %). Every cell is scored
+    on the same fixed ``eval_images`` held-out images (the first ones of the validation split,
+    class-stratified; None: all of it), in batches of ``eval_batch_size``."""
 
     method: str = "evolution"
-    population: int = 50
-    generations: int = 100
-    parents: int = 10
-    crossover: int = 20
-    mutation: int = 20
-    mutation_prob: float = 0.1
-    newcomers: int = 10
     bn: str = "recalibrate"
     bn_batches: int = 2
     eval_batch_size: int = 256
     score: str = "loss"
     eval_images: int | None = 2000
 
-    def evolution_config(self):
-        """The ``naslid.evolution.EvolutionConfig`` of this section, validated."""
-        from .evolution import EvolutionConfig
-
-        return EvolutionConfig(population=self.population, generations=self.generations,
-                               parents=self.parents, crossover=self.crossover,
-                               mutation=self.mutation, mutation_prob=self.mutation_prob,
-                               newcomers=self.newcomers).validate()
+    def validate(self, where: str = "config.search") -> "SearchSection":
+        choice(f"{where}.method", self.method, SEARCH_METHODS)
+        choice(f"{where}.bn", self.bn, EVAL_BN_MODES)
+        choice(f"{where}.score", self.score, SCORES)
+        if self.eval_images is not None:
+            integer(f"{where}.eval_images", self.eval_images, 1)
+        integer(f"{where}.bn_batches", self.bn_batches, 1)
+        integer(f"{where}.eval_batch_size", self.eval_batch_size, 1)
+        super().validate(where)
+        if self.method == "random" and self.generations < 1:
+            raise ValueError(f"{where}.generations: method random draws population x generations samples; "
+                             f"needs generations >= 1, got {self.generations}")
+        return self
 
 
 @dataclass
@@ -167,6 +207,14 @@ class BenchmarkSection:
     top_fraction: float = 0.01
     sample_size: int = 500
     sample: str = "stratified"
+
+    def validate(self, where: str = "config.benchmark") -> "BenchmarkSection":
+        if self.file is not None and not isinstance(self.file, str):
+            raise ValueError(f"{where}.file: expected a path, got {self.file!r}")
+        number(f"{where}.top_fraction", self.top_fraction, 0.0, 1.0, lo_open=True)
+        integer(f"{where}.sample_size", self.sample_size, 2)
+        choice(f"{where}.sample", self.sample, SAMPLE_METHODS)
+        return self
 
 
 @dataclass
@@ -219,7 +267,7 @@ class SearchConfig:
                 for k2, v2 in val.items():
                     if k2 not in names:
                         raise ValueError(f"config: unknown field {key}.{k2} (known: {', '.join(sorted(names))})")
-                    setattr(cur, k2, list(v2) if isinstance(v2, tuple) else v2)
+                    setattr(cur, k2, _normalised(key, k2, v2))
             else:
                 setattr(cfg, key, val)
         return cfg
@@ -294,135 +342,38 @@ class SearchConfig:
 
     # ----- validation --------------------------------------------------------------------------
     def validate(self, num_decisions: int | None = None) -> "SearchConfig":
-        """Check every field; ValueError naming the field. ``num_decisions`` (the space's number
-        of decisions) enables the check that there are no more levels than decisions."""
-        def choice(name: str, val, options):
-            if val not in options:
-                raise ValueError(f"config.{name}: unknown value {val!r} (choose one of {', '.join(options)})")
-
-        def integer(name: str, val, lo: int | None = None):
-            if isinstance(val, bool) or not isinstance(val, int):
-                raise ValueError(f"config.{name}: expected an integer, got {val!r}")
-            if lo is not None and val < lo:
-                raise ValueError(f"config.{name}: must be >= {lo}, got {val}")
-
-        def number(name: str, val, lo: float | None = None, hi: float | None = None, lo_open=False):
-            if isinstance(val, bool) or not isinstance(val, (int, float)):
-                raise ValueError(f"config.{name}: expected a number, got {val!r}")
-            if lo is not None and (val < lo or (lo_open and val == lo)):
-                raise ValueError(f"config.{name}: must be {'>' if lo_open else '>='} {lo}, got {val}")
-            if hi is not None and val > hi:
-                raise ValueError(f"config.{name}: must be <= {hi}, got {val}")
-
-        s, d, sp, t, se, b = self.space, self.data, self.split, self.train, self.search, self.benchmark
-        choice("space.name", s.name, SPACES)
-        integer("space.C", s.C, 1)
-        integer("space.N", s.N, 1)
-        number("space.width", s.width, 0.0, lo_open=True)
-        if s.input_size is not None:
-            integer("space.input_size", s.input_size, 4)
-
-        choice("data.dataset", d.dataset, DATASETS)
-        if d.dataset in ("npz", "imagefolder") and not d.data_dir:
-            raise ValueError(f"config.data.data_dir: dataset {d.dataset!r} needs --data-dir")
-        if d.data_dir is not None:
-            if not isinstance(d.data_dir, str):
-                raise ValueError(f"config.data.data_dir: expected a path, got {d.data_dir!r}")
-            if d.dataset in ("npz", "imagefolder") and not os.path.exists(d.data_dir):
-                raise ValueError(f"config.data.data_dir: {d.data_dir!r} does not exist")
-        if d.image_size is not None:
-            integer("data.image_size", d.image_size, 4)
-        number("data.valid_fraction", d.valid_fraction, 0.0, 0.9, lo_open=True)
-        for name in ("max_train", "max_valid"):
-            if getattr(d, name) is not None:
-                integer(f"data.{name}", getattr(d, name), 10)
-        integer("data.batch_size", d.batch_size, 2)
-
-        choice("split.criterion", sp.criterion, CRITERIA)
-        choice("split.similarity", sp.similarity, SIMILARITIES)
-        choice("split.partition", sp.partition, PARTITIONS)
-        if sp.edge_rule is not None:
-            choice("split.edge_rule", sp.edge_rule, EDGE_RULES)
-        integer("split.repeats", sp.repeats, 1)
-        integer("split.n_groups", sp.n_groups, 2)
-        integer("split.k", sp.k, 1)
-        integer("split.batch_size", sp.batch_size, 2)
-        try:
-            sp.split_config()
-        except ImportError:
-            pass
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"config.split: {e}") from None
-        if sp.k + 2 > sp.batch_size:
-            raise ValueError(f"config.split.k: k = {sp.k} nearest neighbours need a split batch of at least "
-                             f"k + 2 samples (k must be smaller than the batch-size - 1 other samples; "
-                             f"split.batch_size = {sp.batch_size})")
-
-        w = t.warmup_epochs
-        if isinstance(w, int) and not isinstance(w, bool):
-            w = t.warmup_epochs = [w]
-        if not isinstance(w, list) or not w:
-            raise ValueError(f"config.train.warmup_epochs: expected a non-empty list of cumulative epochs, got {w!r}")
-        for i, e in enumerate(w):
-            integer(f"train.warmup_epochs[{i}]", e, 1)
-        if any(b2 <= a for a, b2 in zip(w, w[1:])):
-            raise ValueError(f"config.train.warmup_epochs: cumulative epochs must strictly increase, got {w}")
+        """Check every field; ValueError naming the field. Each section checks its own fields
+        (``SpaceSection.validate``, ..., ``SplitConfig.validate``, ``EvolutionConfig.validate``);
+        this adds the rules across sections and the top-level fields. ``num_decisions`` (the
+        space's number of decisions) enables the check that there are no more levels than
+        decisions. Changes nothing and reads no file (see ``naslid.pipeline.prepare``)."""
+        for name in ("space", "data", "split", "train", "search", "benchmark"):
+            getattr(self, name).validate(f"config.{name}")
         if num_decisions is not None and self.levels > num_decisions:
-            raise ValueError(f"config.train.warmup_epochs: {self.levels} levels but the {s.name} space has only "
-                             f"{num_decisions} decisions to split")
-        integer("train.leaf_epochs", t.leaf_epochs, 0)
-        choice("train.leaf_init", t.leaf_init, LEAF_INITS)
-        choice("train.sampling", t.sampling, SAMPLINGS)
-        if t.leaf_init == "reinit" and t.leaf_epochs == 0:
-            raise ValueError("config.train.leaf_epochs: leaf_init 'reinit' with 0 leaf epochs leaves untrained leaves")
-        number("train.lr", t.lr, 0.0, lo_open=True)
-        number("train.momentum", t.momentum, 0.0, 1.0)
-        number("train.weight_decay", t.weight_decay, 0.0)
-        if t.grad_clip is not None:
-            number("train.grad_clip", t.grad_clip, 0.0, lo_open=True)
-        integer("train.bn_shards", t.bn_shards, 1)
-        if d.batch_size % t.bn_shards:
-            raise ValueError(f"config.train.bn_shards: {t.bn_shards} shards do not divide data.batch_size "
-                             f"{d.batch_size}")
-
-        choice("search.method", se.method, SEARCH_METHODS)
-        choice("search.bn", se.bn, EVAL_BN_MODES)
-        choice("search.score", se.score, SCORES)
-        if se.eval_images is not None:
-            integer("search.eval_images", se.eval_images, 1)
-        integer("search.population", se.population, 2)
-        integer("search.generations", se.generations, 1)
-        integer("search.parents", se.parents, 1)
-        integer("search.crossover", se.crossover, 0)
-        integer("search.mutation", se.mutation, 0)
-        integer("search.newcomers", se.newcomers, 0)
-        integer("search.bn_batches", se.bn_batches, 1)
-        integer("search.eval_batch_size", se.eval_batch_size, 1)
-        number("search.mutation_prob", se.mutation_prob, 0.0, 1.0)
-        if se.parents > se.population:
-            raise ValueError(f"config.search.parents: {se.parents} parents exceed the population {se.population}")
-        if se.method == "evolution":
-            try:
-                se.evolution_config()
-            except ValueError as e:
-                raise ValueError(f"config.search: {e}") from None
-
-        if b.file is not None:
-            if not isinstance(b.file, str) or not os.path.isfile(b.file):
-                raise ValueError(f"config.benchmark.file: {b.file!r} is not a file")
-        number("benchmark.top_fraction", b.top_fraction, 0.0, 1.0, lo_open=True)
-        integer("benchmark.sample_size", b.sample_size, 2)
-        choice("benchmark.sample", b.sample, SAMPLE_METHODS)
-
-        integer("seed", self.seed, 0)
+            raise ValueError(f"config.train.warmup_epochs: {self.levels} levels but the {self.space.name} space "
+                             f"has only {num_decisions} decisions to split")
+        if self.data.batch_size % self.train.bn_shards:
+            raise ValueError(f"config.train.bn_shards: {self.train.bn_shards} shards do not divide "
+                             f"data.batch_size {self.data.batch_size}")
+        integer("config.seed", self.seed, 0)
         if not isinstance(self.device, str) or not (self.device in ("cpu", "cuda", "auto")
                                                      or self.device.startswith("cuda:")):
             raise ValueError(f"config.device: expected cpu | cuda | cuda:N | auto, got {self.device!r}")
         if self.preset is not None:
-            choice("preset", self.preset, PRESETS)
+            choice("config.preset", self.preset, PRESETS)
         if self.threads is not None:
-            integer("threads", self.threads, 1)
+            integer("config.threads", self.threads, 1)
         return self
+
+
+def _normalised(section: str, name: str, value):
+    """A value as read (YAML, a dict, ``--set``) in the form the field holds: tuples become lists,
+    and a single int ``train.warmup_epochs`` the one-level schedule ``[int]``."""
+    if isinstance(value, tuple):
+        return list(value)
+    if (section, name) == ("train", "warmup_epochs") and isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    return value
 
 
 def load_config(preset: str | None = None, config_file: str | None = None,

@@ -60,9 +60,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-log = logging.getLogger(__name__)
+from .choices import DATASETS as DATASET_NAMES
 
-DATASET_NAMES = ("digits", "cifar10", "cifar100", "npz", "imagefolder")
+log = logging.getLogger(__name__)
 
 # NB201's normalisation constants (xautodl get_datasets), in [0, 1] units.
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4824, 0.4467), (0.2471, 0.2435, 0.2616)

@@ -28,7 +28,7 @@ from torch import nn
 
 from .spaces.base import SearchSpace, Supernet
 
-from .choices import EVAL_BN_MODES as BN_MODES, SCORES
+from .choices import EVAL_BN_MODES, SCORES
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -125,8 +125,8 @@ def arch_metrics(space: SearchSpace, supernet: Supernet, arch: Mapping[str, str]
         bn: ``"recalibrate"`` (needs ``calib_batches``: training-split batches) or ``"batch"``.
     The supernet's BN buffers and modes are restored afterwards (no side effect).
     """
-    if bn not in BN_MODES:
-        raise ValueError(f"evaluate_arch: bn must be one of {BN_MODES}, got {bn!r}")
+    if bn not in EVAL_BN_MODES:
+        raise ValueError(f"evaluate_arch: bn must be one of {EVAL_BN_MODES}, got {bn!r}")
     if bn == "recalibrate" and not calib_batches:
         raise ValueError("evaluate_arch: bn='recalibrate' needs non-empty calib_batches")
     arch = space.validate_arch(arch)
@@ -158,8 +158,8 @@ class SubnetEvaluator:
                  score: str = "acc"):
         if not leaves:
             raise ValueError("SubnetEvaluator: no leaves given")
-        if bn not in BN_MODES:
-            raise ValueError(f"SubnetEvaluator: bn must be one of {BN_MODES}, got {bn!r}")
+        if bn not in EVAL_BN_MODES:
+            raise ValueError(f"SubnetEvaluator: bn must be one of {EVAL_BN_MODES}, got {bn!r}")
         if bn == "recalibrate" and not calib_batches:
             raise ValueError("SubnetEvaluator: bn='recalibrate' needs non-empty calib_batches")
         if not valid_batches:

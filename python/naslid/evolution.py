@@ -28,48 +28,15 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import torch
 
+from .evolution_config import EvolutionConfig
 from .spaces.base import SearchSpace
 
 Fitness = Callable[[Mapping[str, str]], float]
-
-
-@dataclass
-class EvolutionConfig:
-    population: int = 50
-    generations: int = 100
-    parents: int = 10
-    crossover: int = 20
-    mutation: int = 20
-    mutation_prob: float = 0.1
-    newcomers: int = 10
-    max_tries: int = 50
-
-    def validate(self) -> "EvolutionConfig":
-        for name in ("population", "generations", "parents", "crossover", "mutation", "newcomers",
-                     "max_tries"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"EvolutionConfig.{name} must be an int >= 0, got {v!r}")
-        for name in ("population", "parents", "max_tries"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"EvolutionConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.parents > self.population:
-            raise ValueError(f"EvolutionConfig: parents ({self.parents}) > population "
-                             f"({self.population})")
-        if self.crossover > 0 and self.parents < 2:
-            raise ValueError("EvolutionConfig: crossover needs parents >= 2")
-        if not (isinstance(self.mutation_prob, (int, float)) and 0.0 <= self.mutation_prob <= 1.0):
-            raise ValueError(f"EvolutionConfig.mutation_prob must be in [0, 1], got "
-                             f"{self.mutation_prob!r}")
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -33,10 +33,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from .choices import SPACES
 from .rss import reset_peak_rss, rss_bytes
 
 PAPER_SAVED_PERCENT = 86.0  # NAS-LID paper: LID saves up to 86 % of GM's GPU memory (NB201, 32x3x224x224)
-SPACES = ("nb201", "proxyless", "ofa")
 DEVICES = ("cpu", "cuda")
 CRITERIA = ("lid", "grad")
 

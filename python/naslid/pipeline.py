@@ -38,6 +38,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import sys
 import time
 from contextlib import contextmanager, nullcontext
@@ -48,7 +49,7 @@ from typing import Any, Callable
 import torch
 
 from .checkpoint import RunFolder, atomic_write_json, atomic_write_text, default_run_dir
-from .config import SearchConfig
+from .config import DATASETS_FROM_DIR, SearchConfig
 from .distributed import DistContext, GradAllReduce, ShardedForward
 from .rss import reset_peak_rss, rss_bytes
 
@@ -160,6 +161,16 @@ class Prepared:
     config_hash: str
 
 
+def check_paths(cfg: SearchConfig) -> None:
+    """The files a run reads exist (``SearchConfig.validate`` does not look at the file system):
+    ``data.data_dir`` of a dataset read from it, ``benchmark.file``. ValueError naming the field."""
+    d = cfg.data
+    if d.dataset in DATASETS_FROM_DIR and not os.path.exists(d.data_dir):
+        raise ValueError(f"config.data.data_dir: {d.data_dir!r} does not exist")
+    if cfg.benchmark.file is not None and not os.path.isfile(cfg.benchmark.file):
+        raise ValueError(f"config.benchmark.file: {cfg.benchmark.file!r} is not a file")
+
+
 def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepared:
     """Validate everything a run needs; ValueError (naming the field / file) on bad input."""
     from .data import load_splits
@@ -169,6 +180,7 @@ def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepare
         raise TypeError(f"run_search: config must be a SearchConfig, got {type(config).__name__}")
     cfg = copy.deepcopy(config)
     cfg.validate()
+    check_paths(cfg)
     if cfg.out is None:
         cfg.out = default_run_dir()
     out = Path(cfg.out)
@@ -341,7 +353,7 @@ class Engine:
                     break
         gen = torch.Generator().manual_seed(self.seed("split", node["id"], level))
         with self.meter.stage("split"):
-            rec = split_step(self.space, net, self.node_mask(node), batches, sp.split_config(),
+            rec = split_step(self.space, net, self.node_mask(node), batches, sp,
                              generator=gen, device=self.device, progress=self.progress)
         out = rec.to_json()
         self.rf.save(name, {"record": out})
@@ -456,11 +468,11 @@ class Engine:
         with self.meter.stage("search"):
             if se.method == "evolution":
                 r = evolutionary_search(self.space, evaluator.masks, evaluator, generator=gen,
-                                        progress=self.progress, config=se.evolution_config())
+                                        progress=self.progress, config=se)
             else:
                 r = random_search(self.space, evaluator.masks, evaluator,
                                   num_samples=se.population * se.generations, generator=gen,
-                                  progress=self.progress)
+                                  max_tries=se.max_tries, progress=self.progress)
             res = {"best_arch": self.space.arch_to_string(r.best_arch), "best_fitness": r.best_fitness,
                    "best_metrics": evaluator.metrics(r.best_arch), "score": se.score,
                    "best_leaf": leaves[evaluator.leaf_index(r.best_arch)],

@@ -43,13 +43,13 @@ import torch
 from scipy import stats
 
 from .benchmark import Benchmark
+from .choices import SAMPLE_METHODS
 
 log = logging.getLogger(__name__)
 
 Scores = Union[float, Mapping[str, float]]
 Predict = Callable[[Mapping[str, str]], Scores]
 
-SAMPLE_METHODS = ("stratified", "uniform")
 YARDSTICKS = ("params", "flops")
 BOOTSTRAP_RESAMPLES = 1000
 _MATRIX_BOOTSTRAP_MAX_N = 1500  # above: scipy per resample (O(n log n)) instead of O(n^2) matmuls

@@ -1,23 +1,22 @@
-"""``SplitConfig``: every option of the split step, validated once, YAML/JSON round-trippable."""
+"""``SplitConfig``: every option of the split step, validated once, YAML/JSON round-trippable.
+
+Light on purpose (no torch): ``naslid.config`` holds it as the ``split`` section of a run.
+"""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-CRITERIA = ("lid", "grad", "random", "none")
-SIMILARITIES = ("cosine", "euclidean", "correlation")
-PARTITIONS = ("mincut", "spectral", "gmm")
-EDGE_RULES = ("paper", "code", "gm")
-LID_ESTIMATORS = ("naslid", "levina")
-LID_BACKENDS = ("auto", "ext", "faiss", "torch")
-BN_MODES = ("train", "eval")
-AVERAGES = ("vector", "similarity")
+from ..choices import (AVERAGES, CRITERIA, EDGE_RULES, LID_BACKENDS, LID_ESTIMATORS, PARTITIONS,
+                       SIMILARITIES, SPLIT_BN_MODES)
+from ..validation import boolean, choice, integer
 
 
-@dataclass(frozen=True)
+@dataclass
 class SplitConfig:
-    """Options of one split step (docs/split.md; the method: docs/method.md).
+    """Options of one split step (docs/split.md; the method: docs/method.md). Validated when
+    constructed and by ``validate()`` (after changing a field); ``ValueError`` naming the option.
 
     criterion     ``lid`` (NAS-LID, default) | ``grad`` (GM-NAS gradient matching) |
                   ``random`` (seeded random decision and partition) | ``none`` (no split).
@@ -57,31 +56,25 @@ class SplitConfig:
     record_grad_vectors: bool = False
 
     def __post_init__(self) -> None:
-        def choice(name: str, allowed: tuple[str, ...]) -> None:
-            v = getattr(self, name)
-            if not isinstance(v, str) or v not in allowed:
-                raise ValueError(f"SplitConfig: {name}={v!r} is not one of {list(allowed)}")
+        self.validate()
 
-        def posint(name: str, lo: int) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"SplitConfig: {name}={v!r} must be an integer >= {lo}")
-
-        choice("criterion", CRITERIA)
-        choice("similarity", SIMILARITIES)
-        choice("partition", PARTITIONS)
+    def validate(self, where: str = "SplitConfig") -> "SplitConfig":
+        """Check every option (without changing any); ValueError ``<where>.<option>: ...``."""
+        choice(f"{where}.criterion", self.criterion, CRITERIA)
+        choice(f"{where}.similarity", self.similarity, SIMILARITIES)
+        choice(f"{where}.partition", self.partition, PARTITIONS)
         if self.edge_rule is not None:
-            choice("edge_rule", EDGE_RULES)
-        choice("lid_estimator", LID_ESTIMATORS)
-        choice("lid_backend", LID_BACKENDS)
-        choice("bn_mode", BN_MODES)
-        choice("average", AVERAGES)
-        posint("repeats", 1)
-        posint("n_groups", 2)
-        posint("k", 1)
-        for name in ("balanced", "record_grad_vectors"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"SplitConfig: {name}={getattr(self, name)!r} must be a bool")
+            choice(f"{where}.edge_rule", self.edge_rule, EDGE_RULES)
+        choice(f"{where}.lid_estimator", self.lid_estimator, LID_ESTIMATORS)
+        choice(f"{where}.lid_backend", self.lid_backend, LID_BACKENDS)
+        choice(f"{where}.bn_mode", self.bn_mode, SPLIT_BN_MODES)
+        choice(f"{where}.average", self.average, AVERAGES)
+        integer(f"{where}.repeats", self.repeats, 1)
+        integer(f"{where}.n_groups", self.n_groups, 2)
+        integer(f"{where}.k", self.k, 1)
+        boolean(f"{where}.balanced", self.balanced)
+        boolean(f"{where}.record_grad_vectors", self.record_grad_vectors)
+        return self
 
     @property
     def resolved_edge_rule(self) -> str:
