@@ -353,95 +353,94 @@ def ranking_report(benchmark: Benchmark, predict: Predict | Mapping[str, Scores]
     """
     if top_by not in ("each", "first"):
         raise ValueError(f"ranking_report: top_by must be 'each' or 'first', got {top_by!r}")
-    if isinstance(yardsticks, str):
-        yardsticks = (yardsticks,)
-    yardsticks = list(dict.fromkeys(yardsticks))
-    bad = [y for y in yardsticks if y not in YARDSTICKS]
-    if bad:
-        raise ValueError(f"ranking_report: unknown yardstick(s) {bad}: choose from "
-                         f"{', '.join(YARDSTICKS)}")
-    space = benchmark.space
-    if isinstance(predict, Mapping):
-        table = dict(predict)
-
-        def predict(arch, _t=table):  # noqa: F811 - wrap the mapping
-            s = space.arch_to_string(arch)
-            if s not in _t:
-                raise ValueError(f"ranking_report: no predicted score for {s}")
-            return _t[s]
-
+    scores = _ScoreTable(benchmark, predict, yardsticks)
     cols = benchmark.acc_columns
     check_sample_request(benchmark, sample_size, sample)  # before any prediction
     sample_archs = (sample_stratified_archs(benchmark, sample_size, seed, cols[0])
                     if sample == "stratified" else sample_unique_archs(benchmark, sample_size, seed))
-
-    cache: dict[str, dict[str, float]] = {}
-    score_names: list[str] = []
-    skipped: dict[str, str] = {}
-    fns = {"params": space.count_params, "flops": space.count_macs}
-
-    def values(s: str) -> dict[str, float]:
-        if s not in cache:
-            arch = space.arch_from_string(s)
-            sc = _as_scores(predict(arch), s)
-            if not score_names:
-                clash = sorted(set(sc) & set(yardsticks))
-                if clash:
-                    raise ValueError(f"ranking_report: score name(s) {clash} clash with the "
-                                     f"yardsticks; rename them or drop the yardstick")
-                score_names.extend(sc)
-            elif list(sc) != score_names:
-                raise ValueError(f"ranking_report: predict returned scores {list(sc)} for {s} but "
-                                 f"{score_names} before")
-            for y in yardsticks:
-                if y in skipped:
-                    continue
-                try:
-                    sc[y] = float(fns[y](arch))
-                except NotImplementedError as e:
-                    skipped[y] = f"{type(space).__name__} cannot count {y}: {e or 'not implemented'}"
-                    log.warning("ranking yardstick %s skipped: %s", y, skipped[y])
-            cache[s] = sc
-        return cache[s]
-
-    def subset(archs: Sequence[str], columns: Sequence[str]) -> dict:
-        vals = [values(s) for s in archs]
-        names = score_names + [y for y in yardsticks if y not in skipped]
-        out = {}
-        for c in columns:
-            truth = [benchmark.acc(s, c) for s in archs]
-            out[c] = {k: ranking_metrics([v.get(k, math.nan) for v in vals], truth, seed=seed)
-                      for k in names}
-        return out
-
-    top_cols: dict = {}
-    top_points: dict = {}
-    for c in cols:
-        archs = top_archs(benchmark, top_fraction, c if top_by == "each" else None)
-        top_cols.update(subset(archs, [c]))
-        top_points[c] = [[s, dict(values(s)), benchmark.acc(s, c)] for s in archs]
-    sample_cols = subset(sample_archs, cols)
-    # a yardstick skipped late (not expected: spaces count all archs or none) is dropped everywhere
-    for cs in (top_cols, sample_cols):
-        for per in cs.values():
-            for y in skipped:
-                per.pop(y, None)
+    top_sets = {c: top_archs(benchmark, top_fraction, c if top_by == "each" else None) for c in cols}
+    top_cols = {c: scores.metrics(archs, [c], seed)[c] for c, archs in top_sets.items()}
+    sample_cols = scores.metrics(sample_archs, cols, seed)
     out = {
         "top": {"fraction": top_fraction, "by": top_by, "columns": top_cols},
         "sample": {"size_requested": sample_size, "n": len(sample_archs), "seed": seed,
                    "method": sample, "unique_by": "canonical_key",
-                   "yardsticks": [y for y in yardsticks if y not in skipped],
-                   "columns": sample_cols},
+                   "yardsticks": scores.yardsticks_used(), "columns": sample_cols},
     }
-    if skipped:
-        out["sample"]["yardsticks_skipped"] = dict(skipped)
+    if scores.skipped:
+        out["sample"]["yardsticks_skipped"] = dict(scores.skipped)
     if include_points:
         out["points"] = {
-            "top": {c: [[s, {k: v for k, v in d.items() if k not in skipped}, t]
-                        for s, d, t in pts] for c, pts in top_points.items()},
-            "sample": [[s, {k: v for k, v in values(s).items() if k not in skipped},
-                        {c: benchmark.acc(s, c) for c in cols}] for s in sample_archs]}
+            "top": {c: [[s, scores.kept(s), benchmark.acc(s, c)] for s in archs] for c, archs in top_sets.items()},
+            "sample": [[s, scores.kept(s), {c: benchmark.acc(s, c) for c in cols}] for s in sample_archs]}
     return _json_safe(out)  # NaN benchmark values and scores -> JSON null
+
+
+class _ScoreTable:
+    """The scores of ``predict`` and the yardsticks per arch string, each arch predicted once."""
+
+    def __init__(self, benchmark: Benchmark, predict, yardsticks: Sequence[str] | str):
+        if isinstance(yardsticks, str):
+            yardsticks = (yardsticks,)
+        self.yardsticks = list(dict.fromkeys(yardsticks))
+        bad = [y for y in self.yardsticks if y not in YARDSTICKS]
+        if bad:
+            raise ValueError(f"ranking_report: unknown yardstick(s) {bad}: choose from "
+                             f"{', '.join(YARDSTICKS)}")
+        self.benchmark, self.space = benchmark, benchmark.space
+        if isinstance(predict, Mapping):
+            table = dict(predict)
+
+            def predict(arch, _t=table):  # noqa: F811 - wrap the mapping
+                s = self.space.arch_to_string(arch)
+                if s not in _t:
+                    raise ValueError(f"ranking_report: no predicted score for {s}")
+                return _t[s]
+        self.predict = predict
+        self.cache: dict[str, dict[str, float]] = {}
+        self.score_names: list[str] = []
+        self.skipped: dict[str, str] = {}
+        self.count = {"params": self.space.count_params, "flops": self.space.count_macs}
+
+    def yardsticks_used(self) -> list[str]:
+        return [y for y in self.yardsticks if y not in self.skipped]
+
+    def values(self, s: str) -> dict[str, float]:
+        """{score name: value, yardstick: value} of arch string ``s``."""
+        if s in self.cache:
+            return self.cache[s]
+        arch = self.space.arch_from_string(s)
+        sc = _as_scores(self.predict(arch), s)
+        if not self.score_names:
+            clash = sorted(set(sc) & set(self.yardsticks))
+            if clash:
+                raise ValueError(f"ranking_report: score name(s) {clash} clash with the "
+                                 f"yardsticks; rename them or drop the yardstick")
+            self.score_names.extend(sc)
+        elif list(sc) != self.score_names:
+            raise ValueError(f"ranking_report: predict returned scores {list(sc)} for {s} but "
+                             f"{self.score_names} before")
+        for y in self.yardsticks_used():
+            try:
+                sc[y] = float(self.count[y](arch))
+            except NotImplementedError as e:
+                self.skipped[y] = f"{type(self.space).__name__} cannot count {y}: {e or 'not implemented'}"
+                log.warning("ranking yardstick %s skipped: %s", y, self.skipped[y])
+        self.cache[s] = sc
+        return sc
+
+    def kept(self, s: str) -> dict[str, float]:
+        """``values(s)`` without the skipped yardsticks."""
+        return {k: v for k, v in self.values(s).items() if k not in self.skipped}
+
+    def metrics(self, archs: Sequence[str], columns: Sequence[str], seed: int) -> dict:
+        """{column: {name: ranking_metrics}} over ``archs``."""
+        vals = [self.values(s) for s in archs]
+        names = self.score_names + self.yardsticks_used()
+        return {c: {k: ranking_metrics([v.get(k, math.nan) for v in vals],
+                                       [self.benchmark.acc(s, c) for s in archs], seed=seed)
+                    for k in names}
+                for c in columns}
 
 
 def _json_safe(obj):

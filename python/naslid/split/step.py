@@ -153,45 +153,8 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
             for d in cands:
                 ops = list(names[d])
                 params = supernet.shared_parameters(exclude=d) if cfg.criterion == "grad" else None
-                # op vectors are kept as a list of rows, allocated as produced and accumulated in
-                # place over repeats: never stacked or copied (GM-NAS holds one gradient per op)
-                acc: list[torch.Tensor] | None = None
-                sim_acc: np.ndarray | None = None
-                paths = []
-                for r in range(cfg.repeats):
-                    x, y = batches[r][0].to(device), batches[r][1].to(device)
-                    path = space.sample(mask, generator)
-                    paths.append({k: v for k, v in path.items() if k != d})
-                    rows: list[torch.Tensor] = []
-                    for i, o in enumerate(ops):
-                        arch = dict(path)
-                        arch[d] = o
-                        supernet.set_arch(arch)
-                        if cfg.criterion == "lid":
-                            v = lid_vector(supernet, x, k=cfg.k, estimator=cfg.lid_estimator,
-                                           backend=cfg.lid_backend, stats=lid_stats)
-                        else:
-                            v = grad_vector(supernet, x, y, params, loss_fn)
-                        if acc is not None and cfg.average == "vector":
-                            acc[i].add_(v)  # later repeats: accumulate at once, keep nothing
-                        else:
-                            rows.append(v)
-                        del v
-                        if bar is not None:
-                            bar.update(1)
-                    if cfg.average == "similarity":
-                        s = similarity_matrix(rows, cfg.resolved_similarity)
-                        sim_acc = s if sim_acc is None else sim_acc + s
-                        if acc is not None:
-                            for i, v in enumerate(rows):
-                                acc[i].add_(v)
-                    if acc is None:
-                        acc = rows
-                    del rows
-                vectors = [v.div_(cfg.repeats) for v in acc] if cfg.repeats > 1 else acc
-                del acc
-                sim = (sim_acc / cfg.repeats if cfg.average == "similarity"
-                       else similarity_matrix(vectors, cfg.resolved_similarity))
+                vectors, sim, paths = _op_vectors(space, supernet, mask, d, batches, cfg, generator, device,
+                                                  params, loss_fn, lid_stats, bar)
                 part = _partition(sim, torch.stack(vectors) if cfg.criterion == "lid" else None, cfg, generator)
                 results[d] = part
                 keep = cfg.criterion == "lid" or cfg.record_grad_vectors
@@ -213,6 +176,54 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
     log.info("split: %s chosen by rule %s (value %.6g) into %s", key, cfg.resolved_edge_rule, values[key],
              rec.decisions[key].partition)
     return _finish(rec, space, mask, key, results[key].groups, t0)
+
+
+def _op_vectors(space, supernet: nn.Module, mask, d: str, batches: list, cfg: SplitConfig,
+                generator: torch.Generator, device, params, loss_fn, lid_stats: dict, bar):
+    """The op vectors of decision ``d`` (one per candidate, averaged over ``cfg.repeats`` batches
+    and random paths), their similarity matrix and the paths used: (vectors, sim, paths).
+
+    Vectors are kept as a list of rows, allocated as produced and accumulated in place over repeats:
+    never stacked or copied (GM-NAS holds one gradient per op)."""
+    ops = list(space.decisions[d])
+    acc: list[torch.Tensor] | None = None
+    sim_acc: np.ndarray | None = None
+    paths = []
+    for r in range(cfg.repeats):
+        x, y = batches[r][0].to(device), batches[r][1].to(device)
+        path = space.sample(mask, generator)
+        paths.append({k: v for k, v in path.items() if k != d})
+        rows: list[torch.Tensor] = []
+        for i, o in enumerate(ops):
+            arch = dict(path)
+            arch[d] = o
+            supernet.set_arch(arch)
+            if cfg.criterion == "lid":
+                v = lid_vector(supernet, x, k=cfg.k, estimator=cfg.lid_estimator,
+                               backend=cfg.lid_backend, stats=lid_stats)
+            else:
+                v = grad_vector(supernet, x, y, params, loss_fn)
+            if acc is not None and cfg.average == "vector":
+                acc[i].add_(v)  # later repeats: accumulate at once, keep nothing
+            else:
+                rows.append(v)
+            del v
+            if bar is not None:
+                bar.update(1)
+        if cfg.average == "similarity":
+            s = similarity_matrix(rows, cfg.resolved_similarity)
+            sim_acc = s if sim_acc is None else sim_acc + s
+            if acc is not None:
+                for i, v in enumerate(rows):
+                    acc[i].add_(v)
+        if acc is None:
+            acc = rows
+        del rows
+    vectors = [v.div_(cfg.repeats) for v in acc] if cfg.repeats > 1 else acc
+    del acc
+    sim = (sim_acc / cfg.repeats if cfg.average == "similarity"
+           else similarity_matrix(vectors, cfg.resolved_similarity))
+    return vectors, sim, paths
 
 
 def _finish(rec: SplitRecord, space, mask, key: str, groups: list[list[int]], t0: float) -> SplitRecord:
