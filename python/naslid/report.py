@@ -48,15 +48,25 @@ def _panel_grid(plt, n: int, panel_size: tuple[float, float]):
     return fig, axes
 
 
-def plot_similarity(node: Mapping[str, Any], path: Path) -> bool:
-    """Heatmaps of every examined decision's similarity matrix (one panel per decision)."""
+def _decision_panels(node: Mapping[str, Any], size: tuple[float, float], lid_only: bool = False):
+    """(plt, fig, axes, rec, decisions, keys) with one panel per examined decision of ``node``'s
+    split record, or None when there is nothing to draw."""
     rec = node.get("split") or {}
     decisions = rec.get("decisions") or {}
-    if not decisions:
-        return False
+    if not decisions or (lid_only and rec.get("criterion") != "lid"):
+        return None
     plt = _plt()
     keys = list(decisions)
-    fig, axes = _panel_grid(plt, len(keys), (3.4, 3.1))
+    fig, axes = _panel_grid(plt, len(keys), size)
+    return plt, fig, axes, rec, decisions, keys
+
+
+def plot_similarity(node: Mapping[str, Any], path: Path) -> bool:
+    """Heatmaps of every examined decision's similarity matrix (one panel per decision)."""
+    panels = _decision_panels(node, (3.4, 3.1))
+    if panels is None:
+        return False
+    plt, fig, axes, rec, decisions, keys = panels
     for ax, key in zip(axes.flat, keys):
         d = decisions[key]
         sim = d.get("similarity") or []
@@ -76,13 +86,10 @@ def plot_similarity(node: Mapping[str, Any], path: Path) -> bool:
 
 def plot_lid_profiles(node: Mapping[str, Any], path: Path) -> bool:
     """LID per layer for every op of every examined decision (LID criterion only)."""
-    rec = node.get("split") or {}
-    decisions = rec.get("decisions") or {}
-    if rec.get("criterion") != "lid" or not decisions:
+    panels = _decision_panels(node, (3.8, 2.8), lid_only=True)
+    if panels is None:
         return False
-    plt = _plt()
-    keys = list(decisions)
-    fig, axes = _panel_grid(plt, len(keys), (3.8, 2.8))
+    plt, fig, axes, rec, decisions, keys = panels
     for ax, key in zip(axes.flat, keys):
         d = decisions[key]
         for op, vec in zip(d.get("ops", []), d.get("vectors") or []):
