@@ -63,6 +63,10 @@ BAD = [
     (["--benchmark", "/nonexistent.csv"], ["benchmark.file"]),
     (["--config", "/nonexistent.yaml"], ["/nonexistent.yaml"]),
     (["--set", "search.bogus=1"], ["search.bogus"]),
+    (["--score", "auc"], ["search.score", "auc"]),
+    (["--sampling", "greedy"], ["train.sampling", "greedy"]),
+    (["--set", "benchmark.sample=quantile"], ["benchmark.sample", "quantile"]),
+    (["--set", "search.eval_images=0"], ["search.eval_images"]),
     (["--device", "cuda:0"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], ["device"]),
 ]
 
@@ -88,6 +92,22 @@ def test_bad_npz_and_benchmarks(capsys, tmp_path):
     assert_one_line_error(rc, out, err, "outside.csv")
     for d in ("o1", "o2", "o3"):
         assert not (tmp_path / d).exists()
+
+
+def test_image_size_the_dataset_cannot_honour(capsys, tmp_path):
+    """npz images are 8x8: asking for 16x16 (upsampling) is refused before any run folder exists."""
+    import numpy as np
+
+    npz = tmp_path / "tiny.npz"
+    rng = np.random.default_rng(0)
+    np.savez(npz, x_train=rng.integers(0, 255, (40, 8, 8, 3), dtype=np.uint8),
+             y_train=np.arange(40) % 4, x_test=rng.integers(0, 255, (8, 8, 8, 3), dtype=np.uint8),
+             y_test=np.arange(8) % 4)
+    out_dir = tmp_path / "o"
+    rc, out, err = run_main(capsys, "--dataset", "npz", "--data-dir", str(npz), "--image-size", "16",
+                            "--out", str(out_dir), "--quiet")
+    assert_one_line_error(rc, out, err, "config.data", "image_size 16", "8x8")
+    assert not out_dir.exists()
 
 
 def test_benchmark_that_is_not_a_csv(capsys, tmp_path, monkeypatch):
