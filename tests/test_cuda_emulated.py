@@ -272,7 +272,7 @@ def test_bad_input_messages(emu):
             emu.knn(x, x, k, True)
     with pytest.raises(ValueError, match="estimator"):
         emu.knn_lid(x, 3, "nope")
-    with pytest.raises(ValueError, match="agree in B and D"):
+    with pytest.raises(ValueError, match="same D"):
         emu.knn(x, torch.randn(1, 10, 4), 3, False)
     with pytest.raises(TypeError, match="float32 or float64"):
         emu.knn(x.long(), x.long(), 3, True)

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "naslid/cpu/gram_knn.h"
-#include "naslid/cpu/op_checks.h"
+#include "naslid/op_checks.h"
 #include "naslid/lid_math.h"
 
 namespace naslid {
@@ -43,9 +43,12 @@ void write_lid(const char* op, const TopK<T>& tk, Estimator est, T* out) {
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const at::Tensor& y, int64_t k,
+std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x_in, const at::Tensor& y_in, int64_t k,
                                            bool exclude_self) {
-  check_knn_args("knn", x, y, k, exclude_self);
+  check_knn_args("knn", x_in, y_in, k, exclude_self);
+  const bool y_is_x = x_in.is_same(y_in);
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor y = y_is_x ? x : y_in.contiguous();
   const int64_t B = x.size(0), N = x.size(1), M = y.size(1), D = x.size(2);
   at::Tensor dist = at::empty({B, N, k}, x.options());
   at::Tensor idx = at::empty({B, N, k}, x.options().dtype(at::kLong));
@@ -70,9 +73,10 @@ std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const at::Tensor
   return {dist, idx};
 }
 
-at::Tensor knn_lid_cpu(const at::Tensor& x, int64_t k, c10::string_view estimator) {
+at::Tensor knn_lid_cpu(const at::Tensor& x_in, int64_t k, c10::string_view estimator) {
   const Estimator est = parse_estimator("knn_lid", estimator, k);
-  check_self_set("knn_lid", "x", x, 3, k);
+  check_self_set("knn_lid", "x", x_in, 3, k);
+  const at::Tensor x = x_in.contiguous();
   const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
   at::Tensor out = at::empty({B, N}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "naslid::knn_lid", [&] {
@@ -91,27 +95,17 @@ at::Tensor knn_lid_cpu(const at::Tensor& x, int64_t k, c10::string_view estimato
 
 at::Tensor lid_profile_cpu(at::TensorList features, int64_t k, c10::string_view estimator) {
   const Estimator est = parse_estimator("lid_profile", estimator, k);
-  TORCH_CHECK_VALUE(!features.empty(), "naslid::lid_profile: features must hold at least one layer, got 0");
-  const int64_t L = static_cast<int64_t>(features.size());
-  const at::Tensor& f0 = features[0];
+  const std::vector<at::Tensor> flat = profile_layers("lid_profile", features, k);
+  const int64_t L = static_cast<int64_t>(flat.size());
+  const int64_t N = flat[0].size(0);
   std::vector<double> cost(L);
-  for (int64_t l = 0; l < L; ++l) {
-    const at::Tensor& f = features[l];
-    const std::string name = "features[" + std::to_string(l) + "]";
-    check_self_set("lid_profile", name.c_str(), f, 2, k);
-    TORCH_CHECK_TYPE(f.scalar_type() == f0.scalar_type(), "naslid::lid_profile: ", name, " has dtype ",
-                f.scalar_type(), " but features[0] has ", f0.scalar_type());
-    TORCH_CHECK_VALUE(f.size(0) == f0.size(0), "naslid::lid_profile: ", name, " has N=", f.size(0),
-                " samples but features[0] has N=", f0.size(0));
-    cost[l] = double(f.size(0)) * double(f.size(0)) * double(f.size(1));
-  }
-  const int64_t N = f0.size(0);
-  at::Tensor out = at::empty({L, N}, f0.options());
-  AT_DISPATCH_FLOATING_TYPES(f0.scalar_type(), "naslid::lid_profile", [&] {
+  for (int64_t l = 0; l < L; ++l) cost[l] = double(N) * double(N) * double(flat[l].size(1));
+  at::Tensor out = at::empty({L, N}, flat[0].options());
+  AT_DISPATCH_FLOATING_TYPES(flat[0].scalar_type(), "naslid::lid_profile", [&] {
     using T = scalar_t;
     T* op = out.data_ptr<T>();
     run_tasks(L, by_cost(cost), [&](int64_t l, bool par) {
-      const at::Tensor& f = features[l];
+      const at::Tensor& f = flat[l];
       TopK<T> tk = self_knn<T>(f.data_ptr<T>(), N, f.size(1), k, true, par);
       write_lid<T>("lid_profile", tk, est, op + l * N);
     });

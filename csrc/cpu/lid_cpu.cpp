@@ -4,18 +4,17 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "naslid/cpu/op_checks.h"
+#include "naslid/op_checks.h"
 #include "naslid/lid_math.h"
 
 namespace naslid {
 namespace cpu {
 namespace {
 
-at::Tensor lid_mle_cpu(const at::Tensor& sqdist, c10::string_view estimator) {
-  TORCH_CHECK_VALUE(sqdist.dim() >= 1, "naslid::lid_mle: sqdist must be (..., k), got a 0-dim tensor");
+at::Tensor lid_mle_cpu(const at::Tensor& sqdist_in, c10::string_view estimator) {
+  const Estimator est = check_lid_mle_args(estimator, sqdist_in);
+  const at::Tensor sqdist = sqdist_in.contiguous();
   const int64_t k = sqdist.size(-1);
-  const Estimator est = parse_estimator("lid_mle", estimator, k);
-  check_float_cpu_contig("lid_mle", "sqdist", sqdist);
   const auto out_sizes = sqdist.sizes().slice(0, sqdist.dim() - 1);
   at::Tensor out = at::empty(out_sizes, sqdist.options());
   const int64_t rows = out.numel();

@@ -112,13 +112,7 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
         rec.reason = "criterion none: plain one-shot, no split"
         rec.seconds = time.perf_counter() - t0
         return rec
-    cands = candidate_decisions(space, mask, cfg.n_groups)
-    if decisions is not None:
-        wanted = list(decisions)
-        unknown = [k for k in wanted if k not in space.decisions]
-        if unknown:
-            raise ValueError(f"split_step: decisions {unknown} are not decisions of space {space.name!r}")
-        cands = [k for k in cands if k in wanted]
+    cands = _wanted_candidates(space, mask, cfg.n_groups, decisions)
     if not cands:
         rec.reason = f"no decision left to split (none is all-true with >= {max(2, cfg.n_groups)} candidates)"
         rec.seconds = time.perf_counter() - t0
@@ -135,11 +129,7 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
     if device is None:
         p = next(supernet.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
-    if cfg.criterion == "lid":
-        b = batches[0][0].shape[0]
-        if cfg.k > b - 2:  # k < B - 1 neighbour candidates (naslid_ext's rule: one left out)
-            raise ValueError(f"split_step: k={cfg.k} needs a batch of at least k + 2 = {cfg.k + 2} images "
-                             f"(k must be smaller than the B - 1 neighbour candidates), got batch size {b}")
+    _check_lid_batch(cfg, batches)
     loss_fn = loss_fn or nn.functional.cross_entropy
 
     total = sum(len(names[d]) for d in cands) * cfg.repeats
@@ -176,6 +166,28 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
     log.info("split: %s chosen by rule %s (value %.6g) into %s", key, cfg.resolved_edge_rule, values[key],
              rec.decisions[key].partition)
     return _finish(rec, space, mask, key, results[key].groups, t0)
+
+
+def _wanted_candidates(space, mask, n_groups: int, decisions: Sequence[str] | None) -> list[str]:
+    """The unsplit decisions of ``mask`` (``candidate_decisions``), restricted to ``decisions``."""
+    cands = candidate_decisions(space, mask, n_groups)
+    if decisions is None:
+        return cands
+    wanted = list(decisions)
+    unknown = [k for k in wanted if k not in space.decisions]
+    if unknown:
+        raise ValueError(f"split_step: decisions {unknown} are not decisions of space {space.name!r}")
+    return [k for k in cands if k in wanted]
+
+
+def _check_lid_batch(cfg: SplitConfig, batches: list) -> None:
+    """LID needs k < B - 1 neighbour candidates per batch (naslid_ext's rule: one left out)."""
+    if cfg.criterion != "lid":
+        return
+    b = batches[0][0].shape[0]
+    if cfg.k > b - 2:
+        raise ValueError(f"split_step: k={cfg.k} needs a batch of at least k + 2 = {cfg.k + 2} images "
+                         f"(k must be smaller than the B - 1 neighbour candidates), got batch size {b}")
 
 
 def _op_vectors(space, supernet: nn.Module, mask, d: str, batches: list, cfg: SplitConfig,

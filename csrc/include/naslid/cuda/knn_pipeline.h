@@ -13,6 +13,7 @@
 #include <c10/util/Exception.h>
 
 #include "naslid/exact_gemm.h"
+#include "naslid/op_checks.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -84,13 +85,6 @@ inline KnnPlan plan_knn(int64_t B, int64_t N, int64_t M, int64_t D, int64_t k, b
   return pl;
 }
 
-inline Estimator parse_estimator(const std::string& op, const std::string& est) {
-  if (est == "naslid") return Estimator::kNasLid;
-  if (est == "levina") return Estimator::kLevina;
-  TORCH_CHECK_VALUE(false, op, ": estimator must be \"naslid\" or \"levina\", got \"", est, "\"");
-  return Estimator::kNasLid;
-}
-
 // Round float32 values to TF32 (10 explicit mantissa bits, round half away from zero), the
 // precision of the GEMM inputs when torch.backends.cuda.matmul.allow_tf32 is on.
 inline at::Tensor round_to_tf32(const at::Tensor& t) {
@@ -98,32 +92,6 @@ inline at::Tensor round_to_tf32(const at::Tensor& t) {
   at::Tensor bits = t.contiguous().view(at::kInt);
   at::Tensor r = at::bitwise_and(bits.add(0x1000), static_cast<int64_t>(~0x1FFF));
   return r.view(at::kFloat);
-}
-
-inline void check_min_k(const char* op, Estimator est, int64_t k) {
-  (void)est;
-  TORCH_CHECK_VALUE(k >= kMinLidK, op, ": the MLE needs k >= ", kMinLidK, " neighbours, got k = ", k);
-}
-
-inline void check_knn_inputs(const char* op, const at::Tensor& x, const at::Tensor& y, int64_t k,
-                             bool exclude_self) {
-  TORCH_CHECK_VALUE(x.dim() == 3, op, ": x must be (B, N, D), got ", x.sizes());
-  TORCH_CHECK_VALUE(y.dim() == 3, op, ": y must be (B, M, D), got ", y.sizes());
-  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
-                   ": x must be float32 or float64, got ", x.scalar_type());
-  TORCH_CHECK_TYPE(y.scalar_type() == x.scalar_type(), op, ": y dtype ", y.scalar_type(),
-                   " differs from x dtype ", x.scalar_type());
-  TORCH_CHECK_VALUE(x.device() == y.device(), op, ": x on ", x.device(), " but y on ", y.device());
-  TORCH_CHECK_VALUE(x.size(0) == y.size(0) && x.size(2) == y.size(2), op, ": x ", x.sizes(),
-                    " and y ", y.sizes(), " must agree in B and D");
-  TORCH_CHECK_VALUE(!exclude_self || x.size(1) == y.size(1), op,
-                    ": exclude_self needs N == M, got x ", x.sizes(), " y ", y.sizes());
-  const int64_t valid = y.size(1) - (exclude_self ? 1 : 0);
-  TORCH_CHECK_VALUE(k >= 1 && (k < valid || x.numel() == 0), op, ": k must be in [1, ", valid - 1,
-                    "] (smaller than the ", valid, " candidates: M = ", y.size(1),
-                    ", exclude_self = ", exclude_self, "), got k = ", k);
-  TORCH_CHECK_VALUE(y.size(1) < std::numeric_limits<int32_t>::max(), op, ": M = ", y.size(1),
-                    " too large (int32 candidate indices)");
 }
 
 // The k-NN pipeline: centring, Gram chunks (at::bmm), one knn_block per query row.
@@ -192,7 +160,7 @@ template <class Launcher>
 std::tuple<at::Tensor, at::Tensor> knn_op(const at::Tensor& x_in, const at::Tensor& y_in, int64_t k,
                                           bool exclude_self, const PipelineOptions& opt,
                                           Launcher& launch) {
-  check_knn_inputs("naslid::knn", x_in, y_in, k, exclude_self);
+  check_knn_args("knn", x_in, y_in, k, exclude_self);
   const bool y_is_x = x_in.is_same(y_in);
   const at::Tensor x = x_in.contiguous();
   const at::Tensor y = y_is_x ? x : y_in.contiguous();
@@ -206,9 +174,8 @@ std::tuple<at::Tensor, at::Tensor> knn_op(const at::Tensor& x_in, const at::Tens
 template <class Launcher>
 at::Tensor knn_lid_op(const at::Tensor& x_in, int64_t k, const std::string& estimator,
                       const PipelineOptions& opt, Launcher& launch) {
-  const Estimator est = parse_estimator("naslid::knn_lid", estimator);
-  check_min_k("naslid::knn_lid", est, k);
-  check_knn_inputs("naslid::knn_lid", x_in, x_in, k, true);
+  const Estimator est = parse_estimator("knn_lid", estimator, k);
+  check_self_set("knn_lid", "x", x_in, 3, k);
   const at::Tensor x = x_in.contiguous();
   at::Tensor out = at::empty({x.size(0), x.size(1)}, x.options());
   knn_forward(x, x, true, k, true, true, est, nullptr, nullptr, &out, opt, launch);
@@ -221,28 +188,15 @@ at::Tensor knn_lid_op(const at::Tensor& x_in, int64_t k, const std::string& esti
 template <class Launcher>
 at::Tensor lid_profile_op(at::TensorList features, int64_t k, const std::string& estimator,
                           const PipelineOptions& opt, Launcher& launch) {
-  const Estimator est = parse_estimator("naslid::lid_profile", estimator);
-  TORCH_CHECK_VALUE(!features.empty(), "naslid::lid_profile: features must hold at least one layer");
-  check_min_k("naslid::lid_profile", est, k);
-  const at::Tensor& f0 = features[0];
-  TORCH_CHECK_VALUE(f0.dim() >= 1, "naslid::lid_profile: features[0] must be (N, ...), got ", f0.sizes());
-  const int64_t N = f0.size(0);
-  const int64_t L = static_cast<int64_t>(features.size());
-  std::vector<at::Tensor> flat;
+  const Estimator est = parse_estimator("lid_profile", estimator, k);
+  const std::vector<at::Tensor> flat = profile_layers("lid_profile", features, k);
+  const int64_t N = flat[0].size(0);
+  const int64_t L = static_cast<int64_t>(flat.size());
   std::vector<std::vector<int64_t>> groups;  // layer indices of equal D, in order of appearance
   for (int64_t l = 0; l < L; ++l) {
-    const at::Tensor& f = features[l];
-    TORCH_CHECK_VALUE(f.dim() >= 1 && f.size(0) == N, "naslid::lid_profile: features[", l,
-                      "] has shape ", f.sizes(), ", expected (", N, ", ...)");
-    TORCH_CHECK_TYPE(f.scalar_type() == f0.scalar_type() && f.device() == f0.device(),
-                     "naslid::lid_profile: features[", l, "] is ", f.scalar_type(), " on ",
-                     f.device(), ", features[0] is ", f0.scalar_type(), " on ", f0.device());
-    flat.push_back(f.reshape({N, -1}));
-    const at::Tensor x = flat.back().unsqueeze(0);
-    check_knn_inputs("naslid::lid_profile", x, x, k, true);
     bool placed = false;
     for (auto& g : groups) {
-      if (flat[g[0]].size(1) == flat.back().size(1)) {
+      if (flat[g[0]].size(1) == flat[l].size(1)) {
         g.push_back(l);
         placed = true;
         break;
@@ -250,7 +204,7 @@ at::Tensor lid_profile_op(at::TensorList features, int64_t k, const std::string&
     }
     if (!placed) groups.push_back({l});
   }
-  at::Tensor out = at::empty({L, N}, f0.options());
+  at::Tensor out = at::empty({L, N}, flat[0].options());
   for (const auto& g : groups) {
     if (g.size() == 1) {
       const at::Tensor x = flat[g[0]].unsqueeze(0).contiguous();
@@ -272,13 +226,8 @@ at::Tensor lid_profile_op(at::TensorList features, int64_t k, const std::string&
 template <class Launcher>
 at::Tensor lid_mle_op(const at::Tensor& sqdist, const std::string& estimator, int threads,
                       Launcher& launch) {
-  const Estimator est = parse_estimator("naslid::lid_mle", estimator);
-  TORCH_CHECK_VALUE(sqdist.dim() >= 1, "naslid::lid_mle: sqdist must be (..., k), got ", sqdist.sizes());
-  TORCH_CHECK_TYPE(sqdist.scalar_type() == at::kFloat || sqdist.scalar_type() == at::kDouble,
-                   "naslid::lid_mle: sqdist must be float32 or float64, got ", sqdist.scalar_type());
+  const Estimator est = check_lid_mle_args(estimator, sqdist);
   const int64_t k = sqdist.size(-1);
-  TORCH_CHECK_VALUE(k >= kMinLidK || sqdist.numel() == 0, "naslid::lid_mle: need k >= ", kMinLidK,
-                    " neighbours, got sqdist ", sqdist.sizes());
   const at::Tensor s = sqdist.contiguous();
   std::vector<int64_t> shape(s.sizes().begin(), s.sizes().end() - 1);
   at::Tensor out = at::empty(shape, s.options());
