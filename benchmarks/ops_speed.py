@@ -122,7 +122,8 @@ def worker(impl: str, case: str, repeats: int, threads: int) -> dict:
     layers = case_layers(case)
     fn = make_impl(impl)
     base = rss_kb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5") if os.access("/proc/self/clear_refs", os.W_OK) else None
+    if os.access("/proc/self/clear_refs", os.W_OK):  # reset the RSS high-water mark (Linux)
+        Path("/proc/self/clear_refs").write_text("5")
     fn(layers)  # warm-up (and the peak-memory pass)
     peak = rss_kb("VmHWM") - base
     fn(layers)

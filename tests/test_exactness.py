@@ -102,7 +102,7 @@ def test_guard_holds_ieee_inside_and_restores_the_callers_setting():
         torch.backends.mkldnn.matmul.fp32_precision = old
 
 
-def test_guarded_aten_path_is_exact_and_restores_settings(tmp_path):
+def test_guarded_aten_path_is_exact_and_restores_settings(tmp_path, factories):
     """NASLID_CPU_GEMM=aten forces at::mm under the guard (the path of builds without a direct
     BLAS): results equal the BLAS path's to float32 rounding, and the caller's setting survives."""
     script = textwrap.dedent("""
@@ -125,15 +125,8 @@ def test_guarded_aten_path_is_exact_and_restores_settings(tmp_path):
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     aten = torch.load(out)
-    feats = bn_relu_features_local()
-    blas = naslid_ext.lid_profile(feats, 20, backend="ext", reduction="none")
+    blas = naslid_ext.lid_profile(_features(factories), 20, backend="ext", reduction="none")
     torch.testing.assert_close(aten, blas, rtol=1e-5, atol=0)
-
-
-def bn_relu_features_local():
-    from conftest import bn_relu_features
-
-    return bn_relu_features(n=64, widths=(8, 16, 16, 32), hw=16, seed=5)
 
 
 def test_this_cpu_reduced_precision_path_is_reported():
