@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--device", help="cpu | cuda | cuda:N | auto")
     s.add_argument("--out", metavar="DIR", help="run folder (default runs/search-<UTC time>)")
+    s.add_argument("--warm-start", metavar="RUN_DIR",
+                   help="adopt the root warm-up of this run folder (same space, data, seed, optimiser)")
     s.add_argument("--resume", action="store_true",
                    help="continue the run in --out (default: the newest runs/search-*)")
     s.add_argument("--set", dest="sets", action="append", type=_set_value, default=[], metavar="SECTION.FIELD=VALUE",
@@ -126,6 +128,7 @@ def overrides_from_args(a: argparse.Namespace, base_warmup: list[int] | None = N
     put("seed", a.seed)
     put("device", a.device)
     put("out", a.out)
+    put("warm_start", a.warm_start)
     if a.warmup is not None:
         put("train.warmup_epochs", a.warmup)
     if a.levels is not None:

@@ -222,7 +222,11 @@ class SearchConfig:
     """Everything a search run needs. ``out`` None: ``runs/search-<UTC timestamp>``.
     ``threads``: torch intra-op CPU threads (None: torch's default); tiny networks run fastest
     with 1 (the quick preset), as thread hand-offs cost more than the work. ``plots`` /
-    ``tensorboard``: write the PNG plots / TensorBoard scalars of the report."""
+    ``tensorboard``: write the PNG plots / TensorBoard scalars of the report. ``warm_start``: a
+    run folder whose root warm-up (``train.warmup_epochs[0]`` epochs) this run adopts instead of
+    training its own; the two runs must agree on everything the warm-up depends on (space, data,
+    seed, optimiser, sampling), so runs that differ only from the first split on (criteria,
+    leaf epochs) share one warm-up (``naslid.warm_start``)."""
 
     space: SpaceSection = field(default_factory=SpaceSection)
     data: DataSection = field(default_factory=DataSection)
@@ -239,9 +243,11 @@ class SearchConfig:
     threads: int | None = None
     plots: bool = True
     tensorboard: bool = True
+    warm_start: str | None = None
 
-    # fields that do not change what a run computes (not part of its identity)
-    RUN_NEUTRAL = ("out", "resume", "quiet", "preset", "threads", "plots", "tensorboard")
+    # fields that do not change what a run computes (not part of its identity); ``warm_start``
+    # adopts a warm-up that this run would compute itself (``naslid.warm_start`` checks that)
+    RUN_NEUTRAL = ("out", "resume", "quiet", "preset", "threads", "plots", "tensorboard", "warm_start")
 
     # ----- construction ------------------------------------------------------------------------
     @classmethod
@@ -363,6 +369,8 @@ class SearchConfig:
             choice("config.preset", self.preset, PRESETS)
         if self.threads is not None:
             integer("config.threads", self.threads, 1)
+        if self.warm_start is not None and (not isinstance(self.warm_start, str) or not self.warm_start):
+            raise ValueError(f"config.warm_start: expected the path of a run folder, got {self.warm_start!r}")
         return self
 
 

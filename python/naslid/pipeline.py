@@ -159,6 +159,7 @@ class Prepared:
     benchmark: Any       # naslid.benchmark.Benchmark | None
     out: Path
     config_hash: str
+    warm_state: dict | None = None   # the root checkpoint adopted from ``cfg.warm_start``
 
 
 def check_paths(cfg: SearchConfig) -> None:
@@ -229,7 +230,12 @@ def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepare
             check_sample_request(bench, cfg.benchmark.sample_size, cfg.benchmark.sample)
         except ValueError as e:
             raise ValueError(f"config.{e}") from None
-    return Prepared(cfg, data, space, bench, out, cfg.config_hash())
+    warm = None
+    if cfg.warm_start is not None:
+        from .warm_start import load_warm_start
+
+        warm = load_warm_start(cfg)
+    return Prepared(cfg, data, space, bench, out, cfg.config_hash(), warm)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -563,6 +569,10 @@ def run_search(config: SearchConfig, *, dist: DistContext | None = None,
     if ctx.is_main:
         rf = RunFolder.open(prep.out, prep.config_hash, cfg.resume)
         atomic_write_text(prep.out / "config.yaml", cfg.to_yaml())
+        if prep.warm_state is not None and not rf.exists(f"node-{ROOT}"):
+            rf.save(f"node-{ROOT}", prep.warm_state)
+            if echo is not None:
+                echo(f"warm start: the root's {cfg.train.warmup_epochs[0]}-epoch warm-up from {cfg.warm_start}")
     ctx.barrier()
     if not ctx.is_main:
         rf = RunFolder(prep.out, prep.config_hash)

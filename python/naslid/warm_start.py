@@ -1,0 +1,80 @@
+"""Adopting another run's warm-up (``config.warm_start``): runs that differ only from the first
+split on (the split criterion, the leaf epochs, the final search) can share one warm-up.
+
+The root of every run trains ``train.warmup_epochs[0]`` epochs with seeds derived from
+(seed, node ``r``, stage ``warmup-0``) only, so two runs that agree on the fields returned by
+``warmup_identity`` compute the same warm-up (bit for bit with the same thread count).
+``load_warm_start`` checks that agreement against the source run's ``config.yaml`` and returns its
+root checkpoint at the end of the warm-up; the pipeline saves it as this run's root checkpoint,
+tagged with this run's config hash, before the first level trains (and so trains no warm-up).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from .checkpoint import MANIFEST, RunFolder, load_checkpoint
+
+ROOT_CHECKPOINT = "node-r"
+WARMUP_STAGE = "warmup-0"
+# train fields the root warm-up does not read
+_AFTER_WARMUP = ("leaf_epochs", "leaf_init")
+
+
+def warmup_identity(cfg) -> dict:
+    """The fields of a ``SearchConfig`` that determine its root warm-up: space, data, seed and
+    the train section without the leaf fields, with only the first level's epochs."""
+    d = cfg.to_dict()
+    train = copy.deepcopy(d["train"])
+    for k in _AFTER_WARMUP:
+        train.pop(k, None)
+    train["warmup_epochs"] = train["warmup_epochs"][:1]
+    data = dict(d["data"])
+    if data.get("data_dir") is not None:
+        data["data_dir"] = str(Path(data["data_dir"]).expanduser().resolve())
+    return {"space": d["space"], "data": data, "train": train, "seed": d["seed"]}
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k} ({vb!r} there, {va!r} here)")
+    return out
+
+
+def load_warm_start(cfg) -> dict:
+    """The root checkpoint state at the end of the warm-up of the run folder ``cfg.warm_start``.
+
+    ValueError naming ``config.warm_start`` when the folder holds no run, its warm-up is not
+    finished or not kept (a ``none`` run trains its root on past the warm-up), or it differs from
+    this run in a field the warm-up depends on (listed)."""
+    from .config import SearchConfig
+
+    src = Path(cfg.warm_start)
+    where = f"config.warm_start: {str(src)!r}"
+    if not (src / MANIFEST).is_file() or not (src / "config.yaml").is_file():
+        raise ValueError(f"{where} holds no naslid run ({MANIFEST} and config.yaml)")
+    RunFolder.read_manifest(src)
+    try:
+        theirs = SearchConfig.from_yaml(src / "config.yaml", base=SearchConfig())
+    except ValueError as e:
+        raise ValueError(f"{where}: its config.yaml cannot be read ({e})") from None
+    diff = _differences(warmup_identity(cfg), warmup_identity(theirs))
+    if diff:
+        raise ValueError(f"{where} warmed up differently; the warm-up depends on: " + "; ".join(diff))
+    path = src / "ckpt" / f"{ROOT_CHECKPOINT}.pt"
+    if not path.is_file():
+        raise ValueError(f"{where} has no root checkpoint ({path.name}); its warm-up has not started")
+    state = load_checkpoint(path, name=ROOT_CHECKPOINT)
+    target = cfg.train.warmup_epochs[0]
+    if state.get("stage") != WARMUP_STAGE:
+        raise ValueError(f"{where}: its root trained on past the warm-up (stage {state.get('stage')!r}: "
+                         f"criterion none keeps no warm-up checkpoint); warm-start from a run that splits")
+    if state.get("epoch") != target:
+        raise ValueError(f"{where}: its warm-up is not finished ({state.get('epoch')} of {target} epochs); "
+                         f"resume that run first")
+    return state
