@@ -65,6 +65,8 @@ def test_result_json_has_every_key(lid_run):
     for stage in ("prepare", "warmup", "split", "leaf_training", "search", "ranking", "report"):
         assert body["timings"][stage] >= 0, stage
         assert body["peak_memory_bytes"][stage] > 0, stage
+        if stage != "prepare":  # measured from the process start, not a stage
+            assert 0 <= body["extra_memory_bytes"][stage] <= body["peak_memory_bytes"][stage], stage
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
     assert SearchConfig.from_yaml(out / "config.yaml").config_hash() == cfg.config_hash()
 

@@ -76,7 +76,9 @@ class SearchResult:
                           vectors, similarity matrices), history: per-epoch loss/acc}
     ranking               {"top": {col: {n, kendall_tau, spearman_rho, ...}}, "sampled": {...}}
                           (empty without a benchmark)
-    timings               stage -> wall seconds;  peak_memory_bytes: stage -> bytes
+    timings               stage -> wall seconds;  peak_memory_bytes: stage -> bytes;
+                          extra_memory_bytes: stage -> bytes above what was in use when the stage
+                          began (the split step's own memory: compare criteria by it)
     """
 
     best_arch: str
@@ -93,6 +95,7 @@ class SearchResult:
     out_dir: str = ""
     config_hash: str = ""
     best_valid_loss: float | None = None
+    extra_memory_bytes: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -111,12 +114,17 @@ def derive_seed(seed: int, *parts: Any) -> int:
 
 
 class StageMeter:
-    """Accumulates wall time (sum) and peak memory (max) per stage name."""
+    """Accumulates wall time (sum), peak memory (max) and extra memory (max of the peak above the
+    memory in use when the stage started) per stage name. On CUDA the memory is
+    ``torch.cuda.max_memory_allocated`` against ``memory_allocated`` at the start; on CPU the
+    process's peak RSS (``VmHWM``, reset at the start) against its RSS at the start."""
 
-    def __init__(self, device: torch.device, timings: dict | None = None, peaks: dict | None = None):
+    def __init__(self, device: torch.device, timings: dict | None = None, peaks: dict | None = None,
+                 extra: dict | None = None):
         self.device = device
         self.timings: dict[str, float] = dict(timings or {})
         self.peaks: dict[str, int] = dict(peaks or {})
+        self.extra: dict[str, int] = dict(extra or {})
 
     @contextmanager
     def stage(self, name: str):
@@ -124,8 +132,10 @@ class StageMeter:
         if cuda:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+            start = int(torch.cuda.memory_allocated(self.device))
         else:
             reset_peak_rss()
+            start = rss_bytes("VmRSS") or 0
         t0 = time.perf_counter()
         try:
             yield
@@ -137,6 +147,7 @@ class StageMeter:
                 peak = rss_bytes("VmHWM") or 0
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
             self.peaks[name] = max(self.peaks.get(name, 0), peak)
+            self.extra[name] = max(self.extra.get(name, 0), max(0, peak - start))
 
 
 def _progress(iterable, enabled: bool, **kw):
@@ -252,7 +263,8 @@ class Engine:
         self.progress = not self.cfg.quiet and ctx.is_main and sys.stderr.isatty()
         self.log_epochs = not self.cfg.quiet and ctx.is_main and not self.progress
         prog = rf.load("progress") if ctx.is_main else None
-        self.meter = StageMeter(self.device, (prog or {}).get("timings"), (prog or {}).get("peaks"))
+        self.meter = StageMeter(self.device, (prog or {}).get("timings"), (prog or {}).get("peaks"),
+                                (prog or {}).get("extra"))
         from .training import OptimConfig
 
         t = self.cfg.train
@@ -265,7 +277,8 @@ class Engine:
 
     def save_progress(self) -> None:
         if self.ctx.is_main:
-            self.rf.save("progress", {"timings": self.meter.timings, "peaks": self.meter.peaks})
+            self.rf.save("progress", {"timings": self.meter.timings, "peaks": self.meter.peaks,
+                                      "extra": self.meter.extra})
 
     def new_supernet(self, init_seed: int):
         with torch.random.fork_rng(devices=[]):
@@ -610,6 +623,7 @@ def run_search(config: SearchConfig, *, dist: DistContext | None = None,
         # result.json is written once, last, with the report stage's own timing included
         result.timings = body["timings"] = dict(eng.meter.timings)
         result.peak_memory_bytes = body["peak_memory_bytes"] = dict(eng.meter.peaks)
+        result.extra_memory_bytes = body["extra_memory_bytes"] = dict(eng.meter.extra)
         atomic_write_json(prep.out / "result.json", body)
         rf.write_manifest(status="complete", best_arch=result.best_arch)
     ctx.barrier()
