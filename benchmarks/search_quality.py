@@ -1,141 +1,221 @@
-"""Search quality on CIFAR-10 + NB201 ground truth: criteria none / random / grad / lid, same budget.
+"""Does LID splitting help? A paired study of the split criteria on the ``cpu`` protocol.
 
-Slow (not part of the test suite). For every criterion and seed it runs the real pipeline
-(``naslid.pipeline.run_search``) with the ``cpu`` preset (docs/search.md: NB201 C=8, N=1 on the
-25k cifar10-valid training half at 16x16, warm-up 40 epochs, one split, 25 leaf epochs, every cell
-scored by its loss on 2,000 fixed held-out images; ``none`` trains its one supernet for the same
-epochs), then tabulates Kendall τ between the supernet's scores and NB201's ``cifar10_valid_acc``
-over the top 1 % (156 archs) and 500 stratified de-isomorphic cells, the parameter count's τ on the
-same cells, the wall time, the split step's time (and the LID ops' share of it), peak memory and the
-found architecture's ``cifar10_valid_acc``. Finished runs are read back from their folders.
+Slow (not part of the test suite; about 55 minutes per seed on 2 cores). For every seed it runs the
+real pipeline (``naslid search --preset cpu``: NB201 C=8, N=1 on the 25k cifar10-valid training
+half at 16x16, warm-up 40 epochs, one split, 25 leaf epochs per sub-supernet, every cell scored by
+its loss on 2,000 fixed held-out images) once per criterion, paired:
 
-    python benchmarks/search_quality.py --work /tmp/sq --seeds 0 1 2 --json /tmp/sq/summary.json
+- ``lid`` runs first and trains the seed's warm-up; ``grad``, ``random`` and ``none`` adopt that
+  warm-up checkpoint (``--warm-start``), so the criteria differ only from the first split on;
+- ``none`` trains the warm-up checkpoint on for as many epochs as the split runs' leaves together
+  (25 x 2 = 50), the same number of steps;
+- every run uses one torch thread, so a run is reproduced bit for bit, and its data order and
+  architecture draws are derived from (seed, node, stage, epoch) only.
 
-Exit status 0; prints the markdown table (also written to ``--markdown``).
+``run`` executes the runs (each in its own process, ``--workers`` at a time; a worker takes a whole
+seed); a killed study is resumed by running the same command again: finished runs are kept,
+interrupted ones continue from their last epoch (``naslid search --resume``). ``report`` reads the
+finished runs and writes the paired table (``naslid.study``): Kendall τ / Spearman ρ against
+NB201's ``cifar10_valid_acc`` over the 500 stratified cells every run scores, precision@top-10 %,
+the found cell's accuracy, the split step's time and extra memory, paired Δτ with bootstrap 95 %
+intervals, the parameter count, FLOPs and zero-cost proxies on the same cells, and, with a
+stand-alone cache (``benchmarks/standalone_truth.py``), τ against the stand-alone proxy ground truth.
+
+    python benchmarks/search_quality.py run    --work /tmp/study --seeds 0 1 2 3 4 --workers 2
+    python benchmarks/search_quality.py report --work /tmp/study --seeds 0 1 2 3 4 \\
+        --json docs/search_results/criteria_study.json --markdown docs/search_results/criteria_study.md \\
+        --plot docs/figures/criteria_delta_tau.png
+
+Bad input (a missing data or benchmark file, fewer seeds than the interval needs, a run folder of
+another protocol) is refused with a message naming the option before any run starts.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
+import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-CRITERIA = ("none", "random", "grad", "lid")
+CRITERIA = ("lid", "grad", "random", "none")   # lid first: it trains the seed's warm-up
+MIN_SEEDS = 5
+PRESET = "cpu"
 
 
-def budget(args, criterion: str, seed: int, out: Path) -> dict:
-    """Overrides of the cpu preset for one run."""
-    return {
-        "data": {"dataset": "npz", "data_dir": str(args.data)},
-        "split": {"criterion": criterion},
-        "benchmark": {"file": str(args.benchmark)},
-        "seed": seed, "device": args.device, "out": str(out), "quiet": True, "threads": args.threads,
-    }
+def run_dir(work: Path, criterion: str, seed: int) -> Path:
+    return work / f"{criterion}-s{seed}"
 
 
-def one_run(job: tuple) -> dict:
-    args, criterion, seed = job
+def none_leaf_epochs() -> int:
+    """Leaf epochs of ``none`` that give it the split runs' training steps: every leaf of a
+    split run trains ``leaf_epochs``, and a full split tree has ``n_groups ** levels`` leaves."""
     from naslid.config import SearchConfig
-    from naslid.pipeline import run_search
 
-    out = Path(args.work) / f"{criterion}-s{seed}"
-    done = out / "result.json"
-    if not done.exists():
-        cfg = SearchConfig.from_dict(budget(args, criterion, seed, out),
-                                     base=SearchConfig.preset_config("cpu"))
-        cfg.resume = (out / "run.json").exists()
-        t0 = time.perf_counter()
-        run_search(cfg)
-        wall = time.perf_counter() - t0
-    else:
-        wall = None
-    r = json.loads(done.read_text())
-    col = "cifar10_valid_acc"
-    top, sampled = r["ranking"]["top"][col]["neg_loss"], r["ranking"]["sampled"][col]["neg_loss"]
-    return {
-        "criterion": criterion, "seed": seed,
-        "tau_top": top["kendall_tau"],
-        "tau_sampled": sampled["kendall_tau"],
-        "rho_sampled": sampled["spearman_rho"],
-        "tau_sampled_acc": r["ranking"]["sampled"][col]["acc"]["kendall_tau"],
-        "tau_sampled_params": r["ranking"]["sampled"][col]["params"]["kendall_tau"],
-        "n_top": top["n"], "n_sampled": sampled["n"],
-        "wall_s": sum(r["timings"].values()) if wall is None else wall,
-        "split_s": r["timings"].get("split", 0.0),
-        "lid_s": sum((n.get("split") or {}).get("lid_seconds", 0.0) for n in r["split_tree"].values()),
-        "peak_split_bytes": r["peak_memory_bytes"].get("split", 0),
-        "peak_bytes": max(r["peak_memory_bytes"].values()),
-        "best_arch": r["best_arch"],
-        "best_cifar10_valid_acc": (r.get("best_arch_benchmark") or {}).get(col),
-        "chosen": {nid: (n.get("split") or {}).get("chosen") for nid, n in r["split_tree"].items()
-                   if n.get("split") and n["split"].get("split")},
-    }
+    cfg = SearchConfig.preset_config(PRESET)
+    return cfg.train.leaf_epochs * cfg.split.n_groups ** len(cfg.train.warmup_epochs)
 
 
-def fmt(vals, digits=3):
-    vals = [v for v in vals if v is not None]
-    if not vals:
-        return "n/a"
-    m = statistics.mean(vals)
-    s = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
+def search_args(args, criterion: str, seed: int) -> list[str]:
+    """``naslid search`` arguments of one run of the study."""
+    a = ["--preset", PRESET, "--dataset", "npz", "--data-dir", str(args.data), "--benchmark", str(args.benchmark),
+         "--criterion", criterion, "--seed", str(seed), "--out", str(run_dir(args.work, criterion, seed)),
+         "--set", "threads=1", "--set", "plots=false"]
+    if criterion == "none":
+        a += ["--leaf-epochs", str(none_leaf_epochs())]
+    if criterion != "lid":
+        a += ["--warm-start", str(run_dir(args.work, "lid", seed))]
+    return a
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| criterion | τ top 1 % (156) | τ sampled (500), −loss | ρ sampled | τ sampled, acc | "
-             "τ params (same cells) | found arch cifar10_valid_acc | wall time (s) | split step (s) | of which LID (s) | "
-             "peak RSS split / run (MiB) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for c in CRITERIA:
-        rs = [r for r in rows if r["criterion"] == c]
-        if not rs:
-            continue
-        lines.append(
-            f"| {c} | {fmt([r['tau_top'] for r in rs])} | {fmt([r['tau_sampled'] for r in rs])} | "
-            f"{fmt([r['rho_sampled'] for r in rs])} | {fmt([r['tau_sampled_acc'] for r in rs])} | "
-            f"{fmt([r['tau_sampled_params'] for r in rs])} | {fmt([r['best_cifar10_valid_acc'] for r in rs], 2)} | "
-            f"{fmt([r['wall_s'] for r in rs], 0)} | {fmt([r['split_s'] for r in rs], 1)} | "
-            f"{fmt([r['lid_s'] for r in rs], 1)} | "
-            f"{max(r['peak_split_bytes'] for r in rs) / 2**20:.0f} / {max(r['peak_bytes'] for r in rs) / 2**20:.0f} |")
-    return "\n".join(lines)
+def intended_identity(args, criterion: str, seed: int) -> dict:
+    """The run identity (``SearchConfig.run_identity``) the study wants for this run, with the data
+    and benchmark files reduced to their names (a folder copied from elsewhere may name them by
+    another path)."""
+    from naslid.cli import build_parser, resolve_config
+
+    cfg = resolve_config(build_parser().parse_args(["search", *search_args(args, criterion, seed)]))
+    return comparable(cfg.run_identity())
+
+
+def comparable(identity: dict) -> dict:
+    d = json.loads(json.dumps(identity))
+    if d["data"].get("data_dir"):
+        d["data"]["data_dir"] = Path(d["data"]["data_dir"]).name
+    if d["benchmark"].get("file"):
+        d["benchmark"]["file"] = Path(d["benchmark"]["file"]).name
+    return d
+
+
+def check_existing(args) -> None:
+    """Every run folder already in ``--work`` holds this protocol's run (ValueError otherwise)."""
+    from naslid.config import SearchConfig
+
+    for c in args.criteria:
+        for s in args.seeds:
+            d = run_dir(args.work, c, s)
+            if not (d / "config.yaml").is_file():
+                continue
+            have = comparable(SearchConfig.from_yaml(d / "config.yaml", base=SearchConfig()).run_identity())
+            want = intended_identity(args, c, s)
+            if have != want:
+                diff = [f"{k}" for k in want if have.get(k) != want[k]]
+                raise ValueError(f"--work: {str(d)!r} holds a run of another protocol (differs in {diff}); "
+                                 f"choose another --work")
+
+
+def run_one(args, criterion: str, seed: int) -> str:
+    """Run (or resume, or keep) one run in its own process; returns a status line."""
+    d = run_dir(args.work, criterion, seed)
+    if (d / "result.json").is_file():
+        return f"{d.name}: done"
+    cmd = [sys.executable, "-m", "naslid.cli", "search", *search_args(args, criterion, seed)]
+    if (d / "run.json").is_file():
+        cmd.append("--resume")
+    log = args.work / "logs" / f"{d.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    t0 = time.perf_counter()
+    with open(log, "a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+    if rc != 0:
+        raise RuntimeError(f"{d.name} failed (exit {rc}); see {log}")
+    return f"{d.name}: finished in {time.perf_counter() - t0:.0f} s"
+
+
+def run_seed(args, seed: int) -> list[str]:
+    return [run_one(args, c, seed) for c in args.criteria]
+
+
+def cmd_run(args) -> int:
+    with ThreadPoolExecutor(max_workers=args.workers) as ex:
+        for lines in ex.map(lambda s: run_seed(args, s), args.seeds):
+            for line in lines:
+                print(line, flush=True)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from naslid import study
+
+    runs = study.load_runs(args.work, args.seeds, args.criteria)
+    rep = study.paired_report(runs, seeds=args.seeds, criteria=args.criteria, min_seeds=args.min_seeds,
+                              partial=args.partial, proxies=study.load_proxies(args.proxies) if args.proxies else None,
+                              standalone=args.standalone)
+    md = study.markdown(rep)
+    print(md)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep, indent=1) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(md + "\n")
+    if args.plot:
+        study.plot_delta_tau(rep, args.plot)
+    return 0
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("run", "report"):
+        s = sub.add_parser(name)
+        s.add_argument("--work", type=Path, required=True, help="the study's folder (run folders, logs)")
+        s.add_argument("--seeds", type=int, nargs="+", default=list(range(MIN_SEEDS)))
+        s.add_argument("--criteria", nargs="+", default=list(CRITERIA), choices=CRITERIA)
+        s.add_argument("--data", type=Path, default=DATA / "cifar10.npz", help="CIFAR-10 npz")
+        s.add_argument("--benchmark", type=Path, default=DATA / "nb201_cifar10_valid.csv",
+                       help="NB201 ground truth CSV")
+        s.add_argument("--min-seeds", type=int, default=MIN_SEEDS,
+                       help=f"seeds the paired interval needs (default {MIN_SEEDS})")
+    sub.choices["run"].add_argument("--workers", type=int, default=1, help="seeds run in parallel")
+    r = sub.choices["report"]
+    r.add_argument("--partial", action="store_true",
+                   help="report the seeds finished so far (intervals marked as not resolving)")
+    r.add_argument("--proxies", type=Path, help="zero-cost proxy scores (benchmarks/proxy_scores.py --json)")
+    r.add_argument("--standalone", type=Path, help="stand-alone ground truth CSV (benchmarks/standalone_truth.py)")
+    r.add_argument("--json", help="write the report as JSON")
+    r.add_argument("--markdown", help="write the table as markdown")
+    r.add_argument("--plot", help="write the paired Δτ plot (PNG)")
+    args = p.parse_args(argv)
+    check_args(args)
+    return args
+
+
+def check_args(args) -> None:
+    """Refuse bad input before any run starts (ValueError naming the option)."""
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ValueError(f"--seeds: repeated seeds {args.seeds}")
+    if args.min_seeds < 2:
+        raise ValueError(f"--min-seeds: a paired interval needs at least 2 seeds, got {args.min_seeds}")
+    if len(args.seeds) < args.min_seeds and not getattr(args, "partial", False):
+        raise ValueError(f"--seeds: {len(args.seeds)} seed(s) {args.seeds}; the paired bootstrap interval over "
+                         f"seeds needs at least --min-seeds {args.min_seeds}")
+    for opt, path in (("--data", args.data), ("--benchmark", args.benchmark)):
+        if not Path(path).is_file():
+            raise ValueError(f"{opt}: {str(path)!r} does not exist (the study reads CIFAR-10 and the NB201 "
+                             f"ground truth from ../shared/data; see its README)")
+    if args.command == "run":
+        if args.workers < 1:
+            raise ValueError(f"--workers: must be >= 1, got {args.workers}")
+        if args.criteria[0] != "lid":
+            raise ValueError(f"--criteria: {args.criteria}: lid must come first (its run trains the seed's "
+                             f"warm-up, which the other criteria adopt)")
+        args.work.mkdir(parents=True, exist_ok=True)
+        check_existing(args)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--work", default="/tmp/naslid_search_quality", help="run folders and the derived npz")
-    p.add_argument("--data", default=str(DATA / "cifar10.npz"))
-    p.add_argument("--benchmark", default=str(DATA / "nb201_cifar10_valid.csv"))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--criteria", nargs="+", default=list(CRITERIA), choices=CRITERIA)
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    p.add_argument("--json", help="write all rows as JSON")
-    p.add_argument("--markdown", help="write the table as markdown")
-    args = p.parse_args(argv)
-    if not Path(args.data).exists() or not Path(args.benchmark).exists():
-        print(f"search_quality: needs {args.data} and {args.benchmark} (../shared/data); skipped", file=sys.stderr)
-        return 0
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    jobs = [(args, c, s) for s in args.seeds for c in args.criteria]
-    rows = []
-    with ProcessPoolExecutor(max_workers=args.jobs) as ex:
-        for row in ex.map(one_run, jobs):
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.json:
-                Path(args.json).write_text(json.dumps(rows, indent=1))
-    md = table(rows)
-    print(md)
-    if args.markdown:
-        Path(args.markdown).write_text(md + "\n")
-    return 0
+    try:
+        args = parse(argv)
+    except ValueError as e:
+        print(f"search_quality: {e}", file=sys.stderr)
+        return 2
+    return cmd_run(args) if args.command == "run" else cmd_report(args)
 
 
 if __name__ == "__main__":
