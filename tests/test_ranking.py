@@ -516,3 +516,66 @@ def test_benchmark_needs_an_acc_column():
     space = FakeSpace(n=1, ops=("x",))
     with pytest.raises(ValueError, match=r"\*_acc"):
         Benchmark(space, [{"arch": "d0=x", "p": 1}], columns=["arch", "p"])
+
+
+# ------------------------------------------------------------------------------------------------
+# paired Δτ over seeds (the criteria study)
+# ------------------------------------------------------------------------------------------------
+def _loop_delta(a_s, b_s, t_s, resamples, seed, level=0.95):
+    """Oracle: the same two-level bootstrap written as explicit loops with scipy's kendalltau."""
+    from naslid.ranking import bootstrap_indices
+
+    k = len(a_s)
+    d = np.full((k, resamples), np.nan)
+    for i in range(k):
+        idx = bootstrap_indices(len(t_s[i]), resamples, seed + i)
+        for r in range(resamples):
+            a, b, t = (np.asarray(v)[idx[r]] for v in (a_s[i], b_s[i], t_s[i]))
+            d[i, r] = stats.kendalltau(a, t).statistic - stats.kendalltau(b, t).statistic
+    pick = np.random.default_rng(seed).integers(0, k, size=(resamples, k))
+    means = np.array([np.mean([d[pick[r, j], r] for j in range(k)]) for r in range(resamples)])
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    per = [stats.kendalltau(a_s[i], t_s[i]).statistic - stats.kendalltau(b_s[i], t_s[i]).statistic
+           for i in range(k)]
+    return per, [lo, hi]
+
+
+def test_paired_delta_tau_matches_a_loop_oracle():
+    from naslid.ranking import paired_delta_tau
+
+    g = np.random.default_rng(3)
+    t_s = [g.normal(size=30) for _ in range(3)]
+    a_s = [t + g.normal(scale=0.7, size=30) for t in t_s]
+    b_s = [t + g.normal(scale=1.5, size=30) for t in t_s]
+    got = paired_delta_tau(a_s, b_s, t_s, resamples=200, seed=5)
+    per, ci = _loop_delta(a_s, b_s, t_s, 200, 5)
+    assert got["n_seeds"] == 3
+    assert np.allclose(got["per_seed"], per, atol=1e-12)
+    assert got["mean"] == pytest.approx(np.mean(per))
+    assert np.allclose(got["ci95"], ci, atol=1e-6)
+
+
+def test_paired_delta_tau_identical_predictors_and_a_clear_winner():
+    from naslid.ranking import paired_delta_tau
+
+    g = np.random.default_rng(0)
+    t_s = [g.normal(size=60) for _ in range(5)]
+    same = paired_delta_tau(t_s, t_s, t_s, resamples=100)
+    assert same["per_seed"] == [0.0] * 5 and same["ci95"] == [0.0, 0.0]
+    good = [t + g.normal(scale=0.2, size=60) for t in t_s]
+    noise = [g.normal(size=60) for _ in t_s]
+    r = paired_delta_tau(good, noise, t_s, resamples=300)
+    assert r["ci95"][0] > 0.3 and r["mean"] > 0.5
+
+
+def test_paired_delta_tau_bad_input():
+    from naslid.ranking import paired_delta_tau
+
+    with pytest.raises(ValueError, match="one entry per seed"):
+        paired_delta_tau([[1.0, 2.0]], [], [[1.0, 2.0]])
+    with pytest.raises(ValueError, match="one length"):
+        paired_delta_tau([[1.0, 2.0, 3.0]], [[1.0, 2.0]], [[1.0, 2.0, 3.0]])
+    with pytest.raises(ValueError, match="non-finite"):
+        paired_delta_tau([[1.0, float("nan"), 3.0]], [[1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0]])
+    with pytest.raises(ValueError, match="undefined"):
+        paired_delta_tau([[1.0, 1.0, 1.0]], [[1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0]])

@@ -1,0 +1,302 @@
+"""The paired criteria study's report: read finished search runs, tabulate, compare paired.
+
+A study is a folder of run folders ``<criterion>-s<seed>`` (``benchmarks/search_quality.py run``)
+that share, per seed, one warm-up and one ranking sample. This module reads their ``result.json``
+files and builds the report: per criterion and seed Kendall τ (−loss and accuracy), Spearman ρ and
+precision@top-10 % against the benchmark column over the sampled cells, τ over the top 1 %, the
+found cell's accuracy, split-step time and extra memory; the free baselines on the same cells
+(parameter count, FLOPs, zero-cost proxies); paired Δτ with a two-level bootstrap interval
+(``naslid.ranking.paired_delta_tau``) and a verdict against the pre-registered threshold: a
+|Δτ| below ``NO_DIFFERENCE`` (0.05) counts as no difference.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .ranking import bootstrap_kendall_ci, paired_delta_tau, precision_at, rank_correlations
+
+COLUMN = "cifar10_valid_acc"
+NO_DIFFERENCE = 0.05
+PAIRS = (("lid", "none"), ("lid", "grad"), ("lid", "random"))
+SCORE = "neg_loss"   # the study compares the pipeline's own fitness (search.score: loss)
+
+
+# ------------------------------------------------------------------------------------------------
+# reading runs
+# ------------------------------------------------------------------------------------------------
+def load_runs(work: str | Path, seeds: Sequence[int], criteria: Sequence[str]) -> dict:
+    """``{(criterion, seed): result.json body}`` of the finished runs in ``work`` (missing runs
+    are left out)."""
+    out = {}
+    for c in criteria:
+        for s in seeds:
+            p = Path(work) / f"{c}-s{s}" / "result.json"
+            if p.is_file():
+                out[(c, int(s))] = json.loads(p.read_text())
+    return out
+
+
+def sampled_cells(result: Mapping) -> tuple[list[str], dict[str, list[float]], list[float]]:
+    """(arch strings, {predictor: scores}, truth) of a run's ranking sample, in the run's order."""
+    pts = result["ranking"]["sampled_points"]
+    archs = [p[0] for p in pts]
+    names = list(pts[0][1]) if pts else []
+    return archs, {n: [float(p[1][n]) for p in pts] for n in names}, [float(p[2][COLUMN]) for p in pts]
+
+
+def warmup_losses(result: Mapping) -> list[float]:
+    return [h["loss"] for h in result["split_tree"]["r"]["history"] if h["stage"] == "warmup-0"]
+
+
+def run_row(result: Mapping) -> dict:
+    """One run's numbers for the table."""
+    s = result["ranking"]["sampled"][COLUMN]
+    top = result["ranking"]["top"][COLUMN]
+    tree = result["split_tree"]
+    extra = result.get("extra_memory_bytes") or {}
+    return {
+        "tau": s[SCORE]["kendall_tau"], "tau_ci95": s[SCORE]["kendall_tau_ci95"],
+        "rho": s[SCORE]["spearman_rho"], "precision_at_10": s[SCORE]["precision_at_10"],
+        "tau_acc": s["acc"]["kendall_tau"], "tau_top": top[SCORE]["kendall_tau"], "n": s[SCORE]["n"],
+        "found_acc": (result.get("best_arch_benchmark") or {}).get(COLUMN), "found_arch": result["best_arch"],
+        "split_s": result["timings"].get("split", 0.0),
+        "lid_s": sum((n.get("split") or {}).get("lid_seconds", 0.0) for n in tree.values()),
+        "split_extra_bytes": extra.get("split"),
+        "wall_s": sum(result["timings"].values()),
+        "warmup_s": result["timings"].get("warmup", 0.0),
+        "chosen": [n["split"]["chosen"] for n in tree.values() if n.get("split") and n["split"].get("split")],
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# baselines: proxies and the stand-alone ground truth
+# ------------------------------------------------------------------------------------------------
+def load_proxies(path: str | Path) -> dict:
+    """``{"scores": {proxy: {seed: {arch: score}}}, ...}`` written by ``benchmarks/proxy_scores.py``."""
+    d = json.loads(Path(path).read_text())
+    if not isinstance(d, dict) or "scores" not in d:
+        raise ValueError(f"--proxies: {str(path)!r} is not a proxy score file (no 'scores')")
+    return d
+
+
+def load_standalone(path: str | Path) -> dict[str, dict]:
+    """``{arch: row}`` of a stand-alone ground-truth CSV (``benchmarks/standalone_truth.py``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--standalone: {str(p)!r} does not exist (benchmarks/standalone_truth.py writes it)")
+    with open(p, newline="") as f:
+        rows = [r for r in csv.DictReader(line for line in f if not line.startswith("#"))]
+    if not rows or "arch" not in rows[0] or "standalone_acc" not in rows[0]:
+        raise ValueError(f"--standalone: {str(p)!r} has no arch / standalone_acc columns")
+    return {r["arch"]: r for r in rows}
+
+
+def _tau(pred, truth) -> float | None:
+    return rank_correlations(pred, truth)["kendall_tau"]
+
+
+def _summary(values: Sequence[float | None]) -> dict:
+    """Mean, standard deviation and a t-free 95 % interval of the mean over seeds (bootstrap of
+    the seeds' values; None with fewer than 2 values)."""
+    v = [float(x) for x in values if x is not None and math.isfinite(x)]
+    if not v:
+        return {"n": 0, "mean": None, "sd": None, "ci95": None}
+    ci = None
+    if len(v) > 1:
+        rng = np.random.default_rng(0)
+        boot = np.asarray(v)[rng.integers(0, len(v), size=(2000, len(v)))].mean(axis=1)
+        ci = [float(x) for x in np.percentile(boot, [2.5, 97.5])]
+    return {"n": len(v), "mean": statistics.mean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0, "ci95": ci}
+
+
+def verdict(ci: Sequence[float] | None, mean: float, resolves: bool, threshold: float = NO_DIFFERENCE) -> str:
+    """The pre-registered reading of a paired Δτ interval."""
+    if ci is None or not resolves:
+        return "not resolved (too few seeds)"
+    lo, hi = ci
+    if -threshold < lo and hi < threshold:
+        return f"no difference (interval inside ±{threshold})"
+    if lo > 0:
+        return "lid better" + ("" if mean >= threshold else f" (by less than {threshold})")
+    if hi < 0:
+        return "lid worse" + ("" if mean <= -threshold else f" (by less than {threshold})")
+    return "not resolved (interval contains 0)"
+
+
+# ------------------------------------------------------------------------------------------------
+# the report
+# ------------------------------------------------------------------------------------------------
+def paired_report(runs: Mapping, *, seeds: Sequence[int], criteria: Sequence[str], min_seeds: int = 5,
+                  partial: bool = False, proxies: Mapping | None = None,
+                  standalone: str | Path | None = None, resamples: int = 2000) -> dict:
+    """The study's report (JSON-ready); see the module docstring. A seed counts when every
+    criterion of it has finished; with fewer complete seeds than ``min_seeds`` a ValueError
+    names ``--seeds`` unless ``partial`` (then the intervals are marked as not resolving)."""
+    complete = [s for s in seeds if all((c, s) in runs for c in criteria)]
+    resolves = len(complete) >= min_seeds
+    if not resolves and not partial:
+        raise ValueError(f"--seeds: {len(complete)} seed(s) {complete} complete for every criterion, the paired "
+                         f"interval needs --min-seeds {min_seeds} (or pass --partial)")
+    if not complete:
+        raise ValueError(f"--seeds: no seed of {list(seeds)} has finished every criterion {list(criteria)}")
+    cells, truth, pairing = {}, {}, {}
+    for s in complete:
+        ref_archs, _, ref_truth = sampled_cells(runs[(criteria[0], s)])
+        warm = warmup_losses(runs[(criteria[0], s)])
+        same_cells = all(sampled_cells(runs[(c, s)])[0] == ref_archs for c in criteria)
+        if not same_cells:
+            raise ValueError(f"seed {s}: the runs scored different cells (another benchmark or sample)")
+        pairing[s] = {"cells": len(ref_archs),
+                      "shared_warmup": all(warmup_losses(runs[(c, s)]) == warm for c in criteria)}
+        cells[s], truth[s] = ref_archs, ref_truth
+    rows = {c: {s: run_row(runs[(c, s)]) for s in complete} for c in criteria}
+    table = {c: {k: _summary([rows[c][s][k] for s in complete])
+                 for k in ("tau", "rho", "precision_at_10", "tau_acc", "tau_top", "found_acc", "split_s",
+                           "lid_s", "split_extra_bytes", "wall_s")} for c in criteria}
+    # baselines on the same cells: params / flops from the runs, proxies from their file
+    baselines = {}
+    ref = runs[(criteria[0], complete[0])]
+    for name in ("params", "flops"):
+        taus = [_tau(sampled_cells(runs[(criteria[0], s)])[1][name], truth[s]) for s in complete]
+        pre = [precision_at(sampled_cells(runs[(criteria[0], s)])[1][name], truth[s]) for s in complete]
+        baselines[name] = {"tau": _summary(taus), "precision_at_10": _summary(pre)}
+    if proxies is not None:
+        for name, by_seed in proxies["scores"].items():
+            taus, pre = [], []
+            for s in complete:
+                sc = by_seed.get(str(s)) or by_seed.get(s)
+                if sc is None:
+                    continue
+                v = [float(sc[a]) if sc.get(a) is not None else math.nan for a in cells[s]]
+                taus.append(_tau(v, truth[s]))
+                pre.append(precision_at(v, truth[s]))
+            baselines[name] = {"tau": _summary(taus), "precision_at_10": _summary(pre)}
+    paired = {}
+    for a, b in PAIRS:
+        if a not in criteria or b not in criteria:
+            continue
+        pa = [sampled_cells(runs[(a, s)])[1][SCORE] for s in complete]
+        pb = [sampled_cells(runs[(b, s)])[1][SCORE] for s in complete]
+        r = paired_delta_tau(pa, pb, [truth[s] for s in complete], resamples=resamples)
+        r["verdict"] = verdict(r["ci95"], r["mean"], resolves)
+        r["seeds"] = complete
+        paired[f"{a}-{b}"] = r
+    rep = {"column": COLUMN, "score": SCORE, "threshold": NO_DIFFERENCE, "seeds_requested": list(seeds),
+           "seeds_complete": complete, "min_seeds": min_seeds, "resolves": resolves, "pairing": pairing,
+           "criteria": list(criteria), "per_seed": rows, "table": table, "baselines": baselines,
+           "paired": paired, "cells": len(cells[complete[0]]),
+           "protocol": {k: ref["config"][k] for k in ("space", "data", "split", "train", "search", "benchmark")}}
+    if standalone is not None:
+        rep["standalone"] = standalone_section(runs, complete, criteria, load_standalone(standalone))
+    return rep
+
+
+def standalone_section(runs: Mapping, seeds: Sequence[int], criteria: Sequence[str], sa: Mapping[str, dict]) -> dict:
+    """τ(stand-alone, benchmark) and τ(supernet, stand-alone) per criterion on the stand-alone cells."""
+    archs = sorted(sa)
+    acc = [float(sa[a]["standalone_acc"]) for a in archs]
+    bench_col = [float(sa[a][COLUMN]) for a in archs] if COLUMN in sa[archs[0]] else None
+    out = {"cells": len(archs)}
+    if bench_col is not None:
+        out["tau_standalone_vs_benchmark"] = _tau(acc, bench_col)
+        out["tau_standalone_vs_benchmark_ci95"] = bootstrap_kendall_ci(acc, bench_col)
+    per = {}
+    for c in criteria:
+        taus = []
+        for s in seeds:
+            got, scores, _ = sampled_cells(runs[(c, s)])
+            index = {a: i for i, a in enumerate(got)}
+            missing = [a for a in archs if a not in index]
+            if missing:
+                raise ValueError(f"--standalone: {len(missing)} stand-alone cells are not in the runs' ranking "
+                                 f"sample (e.g. {missing[0]}); the cache belongs to another sample")
+            taus.append(_tau([scores[SCORE][index[a]] for a in archs], acc))
+        per[c] = _summary(taus)
+    out["tau_supernet_vs_standalone"] = per
+    first = runs[(criteria[0], seeds[0])]
+    got, scores, _ = sampled_cells(first)
+    index = {a: i for i, a in enumerate(got)}
+    out["tau_params_vs_standalone"] = _tau([scores["params"][index[a]] for a in archs], acc)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# output
+# ------------------------------------------------------------------------------------------------
+def _fmt(summary: Mapping | None, digits: int = 3, scale: float = 1.0) -> str:
+    if not summary or summary.get("mean") is None:
+        return "n/a"
+    m, sd = summary["mean"] * scale, (summary["sd"] or 0.0) * scale
+    return f"{m:.{digits}f} ± {sd:.{digits}f}"
+
+
+def markdown(rep: Mapping) -> str:
+    """The report as markdown: the criteria and baselines table, then the paired differences."""
+    n = len(rep["seeds_complete"])
+    head = (f"{n} seed(s) {rep['seeds_complete']} complete"
+            + ("" if rep["resolves"] else f" — fewer than {rep['min_seeds']}: intervals do not resolve") + "; "
+            f"τ against NB201 `{rep['column']}` over {rep['cells']} stratified cells; mean ± sd over seeds.")
+    lines = [head, "",
+             "| predictor | τ (−loss) | τ (acc) | ρ | precision@10 % | τ top 1 % | found cell acc | split s | "
+             "of which LID s | split extra MiB | run s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in rep["criteria"]:
+        t = rep["table"][c]
+        lines.append(f"| {c} | {_fmt(t['tau'])} | {_fmt(t['tau_acc'])} | {_fmt(t['rho'])} | "
+                     f"{_fmt(t['precision_at_10'], 2)} | {_fmt(t['tau_top'])} | {_fmt(t['found_acc'], 2)} | "
+                     f"{_fmt(t['split_s'], 1)} | {_fmt(t['lid_s'], 2)} | "
+                     f"{_fmt(t['split_extra_bytes'], 1, 1 / 2**20)} | {_fmt(t['wall_s'], 0)} |")
+    for name, b in rep["baselines"].items():
+        lines.append(f"| {name} (free) | {_fmt(b['tau'])} | | | {_fmt(b['precision_at_10'], 2)} | | | | | | |")
+    lines += ["", f"Paired Δτ (−loss), per seed and mean with a two-level bootstrap 95 % interval "
+                  f"(seeds and cells); |Δτ| < {rep['threshold']} counts as no difference:", "",
+              "| pair | per seed | mean | 95 % interval | verdict |", "|---|---|---|---|---|"]
+    for k, r in rep["paired"].items():
+        ci = "n/a" if r["ci95"] is None else f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]"
+        lines.append(f"| {k} | {', '.join(f'{d:+.3f}' for d in r['per_seed'])} | {r['mean']:+.3f} | {ci} | "
+                     f"{r['verdict']} |")
+    shared = [s for s, p in rep["pairing"].items() if p["shared_warmup"]]
+    lines += ["", f"Shared warm-up (identical warm-up loss history across criteria): seeds {shared} of "
+                  f"{list(rep['pairing'])}."]
+    if "standalone" in rep:
+        sa = rep["standalone"]
+        lines += ["", f"Stand-alone proxy ground truth ({sa['cells']} cells): τ(stand-alone, NB201) = "
+                      f"{sa.get('tau_standalone_vs_benchmark', float('nan')):.3f}; τ(params, stand-alone) = "
+                      f"{sa['tau_params_vs_standalone']:.3f}; τ(supernet −loss, stand-alone): "
+                  + ", ".join(f"{c} {_fmt(v)}" for c, v in sa["tau_supernet_vs_standalone"].items())]
+    return "\n".join(lines)
+
+
+def plot_delta_tau(rep: Mapping, path: str | Path) -> None:
+    """Paired Δτ per seed (dots) with the mean and its interval (bar), one column per pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = list(rep["paired"])
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(pairs), 3.6))
+    for i, k in enumerate(pairs):
+        r = rep["paired"][k]
+        ax.scatter([i] * len(r["per_seed"]), r["per_seed"], color="tab:blue", s=18, zorder=3)
+        if r["ci95"] is not None:
+            ax.errorbar([i + 0.15], [r["mean"]], yerr=[[r["mean"] - r["ci95"][0]], [r["ci95"][1] - r["mean"]]],
+                        fmt="s", color="black", capsize=4, zorder=3)
+    t = rep["threshold"]
+    ax.axhspan(-t, t, color="0.9", zorder=0, label=f"|Δτ| < {t}: no difference")
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xticks(range(len(pairs)), [k.replace("-", " − ") for k in pairs])
+    ax.set_ylabel("paired Δτ (−loss vs NB201)")
+    ax.set_title(f"{len(rep['seeds_complete'])} seeds, {rep['cells']} cells")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,191 @@
+"""The criteria study: its report (naslid.study) on synthetic finished runs, and the driver's
+refusals of bad input before any run starts (benchmarks/search_quality.py)."""
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from naslid import study
+
+ROOT = Path(__file__).resolve().parents[1]
+CELLS = [f"arch{i}" for i in range(80)]
+
+
+def fake_result(pred: np.ndarray, truth: np.ndarray, seed: int, split_s: float = 1.0, found: float = 90.0,
+                warm=(2.0, 1.5)) -> dict:
+    """The parts of a result.json the study reads."""
+    pts = [[a, {"acc": float(np.round(p, 0)), "neg_loss": float(p), "params": float(t + 0.5 * np.sin(i)),
+                "flops": float(-t)}, {"cifar10_valid_acc": float(t)}]
+           for i, (a, p, t) in enumerate(zip(CELLS, pred, truth))]
+    tau = stats.kendalltau(pred, truth).statistic
+    m = {"kendall_tau": tau, "kendall_tau_ci95": [tau - 0.1, tau + 0.1], "spearman_rho": 0.5,
+         "precision_at_10": 0.2, "n": len(pred)}
+    return {"ranking": {"sampled_points": pts, "sampled": {"cifar10_valid_acc": {"neg_loss": m, "acc": m}},
+                        "top": {"cifar10_valid_acc": {"neg_loss": m}}},
+            "split_tree": {"r": {"history": [{"stage": "warmup-0", "loss": x} for x in warm],
+                                 "split": {"split": True, "chosen": "edge-1", "lid_seconds": 0.25}}},
+            "timings": {"warmup": 10.0, "split": split_s, "leaf_training": 20.0},
+            "extra_memory_bytes": {"split": 2**20}, "best_arch": "x",
+            "best_arch_benchmark": {"cifar10_valid_acc": found},
+            "config": {k: {} for k in ("space", "data", "split", "train", "search", "benchmark")}}
+
+
+def fake_runs(seeds=range(5), criteria=("lid", "grad", "random", "none")):
+    g = np.random.default_rng(0)
+    runs = {}
+    for s in seeds:
+        truth = g.normal(size=len(CELLS)) * 10 + 80
+        for c in criteria:
+            noise = {"lid": 2.0, "grad": 8.0, "random": 8.0, "none": 30.0}[c]
+            runs[(c, s)] = fake_result(truth + g.normal(size=len(CELLS)) * noise, truth, s,
+                                       split_s={"lid": 1.0, "grad": 3.0}.get(c, 0.1))
+    return runs
+
+
+def test_report_tables_and_paired_differences():
+    runs = fake_runs()
+    rep = study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"],
+                              resamples=300)
+    assert rep["resolves"] and rep["seeds_complete"] == [0, 1, 2, 3, 4]
+    assert all(p["shared_warmup"] and p["cells"] == 80 for p in rep["pairing"].values())
+    taus = [stats.kendalltau(study.sampled_cells(runs[("lid", s)])[1]["neg_loss"],
+                             study.sampled_cells(runs[("lid", s)])[2]).statistic for s in range(5)]
+    assert rep["table"]["lid"]["tau"]["mean"] == pytest.approx(statistics.mean(taus))
+    assert rep["table"]["grad"]["split_s"]["mean"] == pytest.approx(3.0)
+    # per-seed paired Δτ is the difference of the two runs' τ
+    ln = rep["paired"]["lid-none"]
+    for s, d in zip(range(5), ln["per_seed"]):
+        t_none = stats.kendalltau(study.sampled_cells(runs[("none", s)])[1]["neg_loss"],
+                                  study.sampled_cells(runs[("none", s)])[2]).statistic
+        assert d == pytest.approx(taus[s] - t_none)
+    assert ln["ci95"][0] > 0.05 and ln["verdict"] == "lid better"
+    # the free baselines on the same cells
+    pt = [stats.kendalltau(study.sampled_cells(runs[("lid", s)])[1]["params"],
+                           study.sampled_cells(runs[("lid", s)])[2]).statistic for s in range(5)]
+    assert rep["baselines"]["params"]["tau"]["mean"] == pytest.approx(statistics.mean(pt))
+    assert rep["baselines"]["flops"]["tau"]["mean"] == pytest.approx(-1.0)
+    md = study.markdown(rep)
+    assert "| lid |" in md and "lid-none" in md and "lid better" in md
+
+
+def test_identical_criteria_read_as_no_difference():
+    runs = fake_runs(criteria=("lid",))
+    for (c, s), r in list(runs.items()):
+        runs[("none", s)] = json.loads(json.dumps(r))
+    rep = study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "none"], resamples=200)
+    assert rep["paired"]["lid-none"]["per_seed"] == [0.0] * 5
+    assert rep["paired"]["lid-none"]["verdict"].startswith("no difference")
+
+
+def test_too_few_seeds_and_partial_reports():
+    runs = fake_runs(seeds=range(3))
+    with pytest.raises(ValueError, match=r"--seeds: 3 seed\(s\).*--min-seeds 5"):
+        study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"])
+    rep = study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"],
+                              partial=True, resamples=100)
+    assert not rep["resolves"] and rep["seeds_complete"] == [0, 1, 2]
+    assert all(r["verdict"].startswith("not resolved") for r in rep["paired"].values())
+    del runs[("none", 1)]            # a seed counts only when every criterion finished
+    rep = study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"],
+                              partial=True, resamples=100)
+    assert rep["seeds_complete"] == [0, 2]
+
+
+def test_runs_of_another_sample_or_warm_up_are_caught():
+    runs = fake_runs()
+    runs[("grad", 2)]["ranking"]["sampled_points"][0][0] = "other"
+    with pytest.raises(ValueError, match="seed 2: the runs scored different cells"):
+        study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"])
+    runs = fake_runs()
+    runs[("none", 4)]["split_tree"]["r"]["history"][1]["loss"] = 1.4
+    rep = study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"], resamples=50)
+    assert not rep["pairing"][4]["shared_warmup"] and rep["pairing"][3]["shared_warmup"]
+
+
+def test_standalone_and_proxy_baselines(tmp_path):
+    runs = fake_runs()
+    truth = study.sampled_cells(runs[("lid", 0)])[2]
+    sa = tmp_path / "sa.csv"
+    with open(sa, "w", newline="") as f:
+        f.write("# provenance: test\n")
+        w = csv.writer(f)
+        w.writerow(["arch", "standalone_acc", "cifar10_valid_acc"])
+        for a, t in list(zip(CELLS, truth))[:40]:
+            w.writerow([a, t + 1.0, t])
+    proxies = {"scores": {"synflow": {str(s): {a: float(i) for i, a in enumerate(CELLS)} for s in range(5)}}}
+    rep = study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"],
+                              proxies=proxies, standalone=sa, resamples=50)
+    assert rep["standalone"]["cells"] == 40
+    assert rep["standalone"]["tau_standalone_vs_benchmark"] == pytest.approx(1.0)
+    # stand-alone acc = truth + 1 on the first 40 cells: τ(supernet, stand-alone) = τ on those cells
+    per_seed = []
+    for s in range(5):
+        archs, scores, _ = study.sampled_cells(runs[("lid", s)])
+        sa_acc = {a: t + 1.0 for a, t in zip(CELLS[:40], truth[:40])}
+        keys = sorted(sa_acc)
+        per_seed.append(stats.kendalltau([scores["neg_loss"][archs.index(a)] for a in keys],
+                                         [sa_acc[a] for a in keys]).statistic)
+    got = rep["standalone"]["tau_supernet_vs_standalone"]["lid"]
+    assert got["n"] == 5 and got["mean"] == pytest.approx(statistics.mean(per_seed))
+    syn = [stats.kendalltau(np.arange(80), study.sampled_cells(runs[("lid", s)])[2]).statistic for s in range(5)]
+    assert rep["baselines"]["synflow"]["tau"]["mean"] == pytest.approx(statistics.mean(syn))
+    with open(sa, "a") as f:
+        f.write("missing_arch,50,50\n")
+    with pytest.raises(ValueError, match="--standalone: 1 stand-alone cells are not in the runs"):
+        study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"],
+                            standalone=sa, resamples=50)
+
+
+# ------------------------------------------------------------------------------------------------
+# the driver: bad input refused before work
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture()
+def driver(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    sys.modules.pop("search_quality", None)
+    import search_quality
+
+    return search_quality
+
+
+def test_driver_refuses_bad_input(driver, tmp_path, capsys):
+    data = tmp_path / "c.npz"
+    data.write_bytes(b"x")
+    bench = tmp_path / "b.csv"
+    bench.write_text("arch\n")
+    base = ["--work", str(tmp_path / "w"), "--data", str(data), "--benchmark", str(bench)]
+    cases = [(["run", *base, "--seeds", "0", "1"], "--seeds: 2 seed(s)"),
+             (["run", *base, "--seeds", "0", "0", "1", "2", "3"], "--seeds: repeated"),
+             (["run", *base, "--data", str(tmp_path / "nope.npz")], "--data: "),
+             (["run", *base, "--benchmark", str(tmp_path / "nope.csv")], "--benchmark: "),
+             (["run", *base, "--criteria", "none", "lid"], "--criteria: ['none', 'lid']: lid must come first"),
+             (["run", *base, "--workers", "0"], "--workers: must be >= 1"),
+             (["report", *base, "--min-seeds", "1"], "--min-seeds: ")]
+    for argv, msg in cases:
+        assert driver.main(argv) == 2, argv
+        assert msg in capsys.readouterr().err, argv
+    assert not (tmp_path / "w" / "lid-s0").exists()
+
+
+def test_driver_refuses_a_work_folder_of_another_protocol(driver, tmp_path, capsys):
+    from naslid.config import SearchConfig
+
+    data = tmp_path / "c.npz"
+    data.write_bytes(b"x")
+    bench = tmp_path / "b.csv"
+    bench.write_text("arch\n")
+    other = SearchConfig.preset_config("cpu")
+    other.seed, other.train.lr = 0, 0.1
+    (tmp_path / "w" / "lid-s0").mkdir(parents=True)
+    other.save_yaml(tmp_path / "w" / "lid-s0" / "config.yaml")
+    argv = ["run", "--work", str(tmp_path / "w"), "--data", str(data), "--benchmark", str(bench)]
+    assert driver.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "lid-s0' holds a run of another protocol" in err and "'train'" in err
