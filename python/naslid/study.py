@@ -98,6 +98,15 @@ def load_standalone(path: str | Path) -> dict[str, dict]:
     return {r["arch"]: r for r in rows}
 
 
+def _lowest_last(values: Sequence[float | None]) -> list[float]:
+    """Proxy scores for ranking: None (stored for -inf: e.g. NASWOT's singular kernel) and -inf
+    rank below every finite score (min - 1) instead of being dropped; a missing score stays NaN."""
+    v = [-math.inf if x is None else float(x) for x in values]
+    finite = [x for x in v if math.isfinite(x)]
+    low = (min(finite) - 1.0) if finite else 0.0
+    return [low if x == -math.inf else x for x in v]
+
+
 def _tau(pred, truth) -> float | None:
     return rank_correlations(pred, truth)["kendall_tau"]
 
@@ -174,7 +183,7 @@ def paired_report(runs: Mapping, *, seeds: Sequence[int], criteria: Sequence[str
                 sc = by_seed.get(str(s)) or by_seed.get(s)
                 if sc is None:
                     continue
-                v = [float(sc[a]) if sc.get(a) is not None else math.nan for a in cells[s]]
+                v = _lowest_last([sc.get(a, math.nan) for a in cells[s]])
                 taus.append(_tau(v, truth[s]))
                 pre.append(precision_at(v, truth[s]))
             baselines[name] = {"tau": _summary(taus), "precision_at_10": _summary(pre)}

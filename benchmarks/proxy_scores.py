@@ -1,0 +1,125 @@
+"""Zero-cost proxy scores (``naslid.proxies``) of NB201 cells at the ``cpu`` protocol's network.
+
+The baselines of the criteria study (``benchmarks/search_quality.py report --proxies``): for each
+seed, every proxy scores the study's cells on the stand-alone network the ``cpu`` preset searches
+(NB201 C=8, N=1, 16x16 inputs, 10 classes), freshly initialised with that seed; NASWOT's batch is
+the first 128 images of that seed's training split (the data the seed's runs train on).
+
+``--cells sample``: the 500 stratified cells every run of the study ranks (its τ baselines).
+``--cells all``: one cell per isomorphism class of the benchmark (about 6,500), for the proxy's
+own search: its best-scored cell is what a user gets from the proxy in the time it took to score
+them (recorded), to set beside the cell a NAS-LID run found.
+
+    python benchmarks/proxy_scores.py --seeds 0 1 2 3 4 --cells sample --json docs/search_results/proxies_sample.json
+
+Resumable: the JSON is rewritten after every (proxy, seed); finished ones are kept on a rerun
+with the same settings (other settings are refused: choose another --json).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+COLUMN = "cifar10_valid_acc"
+NASWOT_BATCH = 128
+
+
+def settings(args) -> dict:
+    from naslid.config import SearchConfig
+
+    cfg = SearchConfig.preset_config("cpu")
+    return {"space": "nb201", "C": cfg.space.C, "N": cfg.space.N, "image_size": cfg.data.image_size,
+            "valid_fraction": cfg.data.valid_fraction, "naswot_batch": NASWOT_BATCH, "cells": args.cells,
+            "sample_size": cfg.benchmark.sample_size, "data": Path(args.data).name,
+            "benchmark": Path(args.benchmark).name}
+
+
+def cells_of(bench, which: str, sample_size: int) -> list[str]:
+    from naslid.ranking import _class_of_rows, sample_stratified_archs
+
+    if which == "sample":
+        return sample_stratified_archs(bench, sample_size, seed=0)
+    _, reps = _class_of_rows(bench)
+    return [bench.arch_strings[r] for r in reps]
+
+
+def naswot_batch(args, st: dict, seed: int):
+    from naslid.data import load_splits, make_loader
+
+    data = load_splits("npz", args.data, valid_fraction=st["valid_fraction"], seed=seed,
+                       image_size=st["image_size"], augment=False, download=False)
+    x, _ = next(iter(make_loader(data, "train", NASWOT_BATCH, seed=seed, augment=False, drop_last=True)))
+    return x
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--proxies", nargs="+", default=["synflow", "naswot"])
+    p.add_argument("--cells", choices=("sample", "all"), default="sample")
+    p.add_argument("--data", default=str(DATA / "cifar10.npz"))
+    p.add_argument("--benchmark", default=str(DATA / "nb201_cifar10_valid.csv"))
+    p.add_argument("--json", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from naslid.benchmark import load_benchmark
+    from naslid.proxies import PROXIES, score_archs
+    from naslid.spaces import get_space
+
+    for opt, path in (("--data", args.data), ("--benchmark", args.benchmark)):
+        if not Path(path).is_file():
+            print(f"proxy_scores: {opt}: {path!r} does not exist (../shared/data; see its README)", file=sys.stderr)
+            return 2
+    bad = [x for x in args.proxies if x not in PROXIES]
+    if bad:
+        print(f"proxy_scores: --proxies: unknown {bad} (choose from {list(PROXIES)})", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    st = settings(args)
+    key = hashlib.sha256(json.dumps(st, sort_keys=True).encode()).hexdigest()[:16]
+    out = Path(args.json)
+    doc = json.loads(out.read_text()) if out.is_file() else None
+    if doc is not None and doc.get("settings_hash") != key:
+        print(f"proxy_scores: --json: {str(out)!r} holds scores of another setting ({doc.get('settings')}); "
+              f"choose another --json", file=sys.stderr)
+        return 2
+    if doc is None:
+        doc = {"settings": st, "settings_hash": key, "torch": torch.__version__, "cpu": platform.processor()
+               or platform.machine(), "scores": {}, "seconds": {}, "best": {}}
+    space = get_space("nb201", C=st["C"], N=st["N"], input_size=st["image_size"], num_classes=10)
+    bench = load_benchmark(args.benchmark, space)
+    cells = cells_of(bench, args.cells, st["sample_size"])
+    acc = dict(zip(bench.arch_strings, bench.values(COLUMN)))
+    for name in args.proxies:
+        for seed in args.seeds:
+            if str(seed) in doc["scores"].get(name, {}):
+                continue
+            batch = naswot_batch(args, st, seed) if name == "naswot" else None
+            t0 = time.perf_counter()
+            sc = score_archs(name, space, cells, batch=batch, seed=seed)
+            sec = time.perf_counter() - t0
+            finite = {a: v for a, v in sc.items() if math.isfinite(v)}
+            best = max(finite, key=finite.get)
+            doc["scores"].setdefault(name, {})[str(seed)] = {a: (v if math.isfinite(v) else None) for a, v in sc.items()}
+            doc["seconds"].setdefault(name, {})[str(seed)] = sec
+            doc["best"].setdefault(name, {})[str(seed)] = {"arch": best, COLUMN: acc[best], "cells": len(cells)}
+            tmp = out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(doc, indent=0) + "\n")
+            tmp.replace(out)
+            print(f"{name} seed {seed}: {len(cells)} cells in {sec:.0f} s; best {best} ({acc[best]:.2f} %)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
