@@ -144,10 +144,16 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from naslid import study
 
+    from naslid.standalone import load_standalone_truth
+
     runs = study.load_runs(args.work, args.seeds, args.criteria)
+    try:
+        truth = load_standalone_truth(args.standalone, None) if args.standalone else None
+    except FileNotFoundError as e:
+        raise ValueError(f"--standalone: {e}") from None
     rep = study.paired_report(runs, seeds=args.seeds, criteria=args.criteria, min_seeds=args.min_seeds,
                               partial=args.partial, proxies=study.load_proxies(args.proxies) if args.proxies else None,
-                              standalone=args.standalone)
+                              standalone=truth)
     md = study.markdown(rep)
     print(md)
     if args.json:
@@ -215,7 +221,11 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"search_quality: {e}", file=sys.stderr)
         return 2
-    return cmd_run(args) if args.command == "run" else cmd_report(args)
+    try:
+        return cmd_run(args) if args.command == "run" else cmd_report(args)
+    except ValueError as e:
+        print(f"search_quality: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

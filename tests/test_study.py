@@ -2,7 +2,6 @@
 refusals of bad input before any run starts (benchmarks/search_quality.py)."""
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 import sys
@@ -109,16 +108,14 @@ def test_runs_of_another_sample_or_warm_up_are_caught():
     assert not rep["pairing"][4]["shared_warmup"] and rep["pairing"][3]["shared_warmup"]
 
 
-def test_standalone_and_proxy_baselines(tmp_path):
+def test_standalone_and_proxy_baselines():
     runs = fake_runs()
     truth = study.sampled_cells(runs[("lid", 0)])[2]
-    sa = tmp_path / "sa.csv"
-    with open(sa, "w", newline="") as f:
-        f.write("# provenance: test\n")
-        w = csv.writer(f)
-        w.writerow(["arch", "standalone_acc", "cifar10_valid_acc"])
-        for a, t in list(zip(CELLS, truth))[:40]:
-            w.writerow([a, t + 1.0, t])
+    from naslid.standalone import StandaloneTruth
+
+    rows = [{"arch": a, "standalone_acc": t + 1.0, "cifar10_valid_acc": t, "params": 10 * i}
+            for i, (a, t) in enumerate(list(zip(CELLS, truth))[:40])]
+    sa = StandaloneTruth("sa.csv", {}, "", rows, {})
     proxies = {"scores": {"synflow": {str(s): {a: float(i) for i, a in enumerate(CELLS)} for s in range(5)}}}
     rep = study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"],
                               proxies=proxies, standalone=sa, resamples=50)
@@ -136,8 +133,7 @@ def test_standalone_and_proxy_baselines(tmp_path):
     assert got["n"] == 5 and got["mean"] == pytest.approx(statistics.mean(per_seed))
     syn = [stats.kendalltau(np.arange(80), study.sampled_cells(runs[("lid", s)])[2]).statistic for s in range(5)]
     assert rep["baselines"]["synflow"]["tau"]["mean"] == pytest.approx(statistics.mean(syn))
-    with open(sa, "a") as f:
-        f.write("missing_arch,50,50\n")
+    sa.rows.append({"arch": "missing_arch", "standalone_acc": 50.0, "cifar10_valid_acc": 50.0, "params": 1})
     with pytest.raises(ValueError, match="--standalone: 1 stand-alone cells are not in the runs"):
         study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"],
                             standalone=sa, resamples=50)

@@ -11,7 +11,6 @@ found cell's accuracy, split-step time and extra memory; the free baselines on t
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import statistics
@@ -86,18 +85,6 @@ def load_proxies(path: str | Path) -> dict:
     return d
 
 
-def load_standalone(path: str | Path) -> dict[str, dict]:
-    """``{arch: row}`` of a stand-alone ground-truth CSV (``benchmarks/standalone_truth.py``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"--standalone: {str(p)!r} does not exist (benchmarks/standalone_truth.py writes it)")
-    with open(p, newline="") as f:
-        rows = [r for r in csv.DictReader(line for line in f if not line.startswith("#"))]
-    if not rows or "arch" not in rows[0] or "standalone_acc" not in rows[0]:
-        raise ValueError(f"--standalone: {str(p)!r} has no arch / standalone_acc columns")
-    return {r["arch"]: r for r in rows}
-
-
 def _lowest_last(values: Sequence[float | None]) -> list[float]:
     """Proxy scores for ranking: None (stored for -inf: e.g. NASWOT's singular kernel) and -inf
     rank below every finite score (min - 1) instead of being dropped; a missing score stays NaN."""
@@ -144,10 +131,11 @@ def verdict(ci: Sequence[float] | None, mean: float, resolves: bool, threshold: 
 # ------------------------------------------------------------------------------------------------
 def paired_report(runs: Mapping, *, seeds: Sequence[int], criteria: Sequence[str], min_seeds: int = 5,
                   partial: bool = False, proxies: Mapping | None = None,
-                  standalone: str | Path | None = None, resamples: int = 2000) -> dict:
+                  standalone=None, resamples: int = 2000) -> dict:
     """The study's report (JSON-ready); see the module docstring. A seed counts when every
     criterion of it has finished; with fewer complete seeds than ``min_seeds`` a ValueError
-    names ``--seeds`` unless ``partial`` (then the intervals are marked as not resolving)."""
+    names ``--seeds`` unless ``partial`` (then the intervals are marked as not resolving).
+    ``standalone``: a ``naslid.standalone.StandaloneTruth`` (the stand-alone proxy ground truth)."""
     complete = [s for s in seeds if all((c, s) in runs for c in criteria)]
     resolves = len(complete) >= min_seeds
     if not resolves and not partial:
@@ -203,19 +191,17 @@ def paired_report(runs: Mapping, *, seeds: Sequence[int], criteria: Sequence[str
            "paired": paired, "cells": len(cells[complete[0]]),
            "protocol": {k: ref["config"][k] for k in ("space", "data", "split", "train", "search", "benchmark")}}
     if standalone is not None:
-        rep["standalone"] = standalone_section(runs, complete, criteria, load_standalone(standalone))
+        rep["standalone"] = standalone_section(runs, complete, criteria, standalone)
     return rep
 
 
-def standalone_section(runs: Mapping, seeds: Sequence[int], criteria: Sequence[str], sa: Mapping[str, dict]) -> dict:
-    """τ(stand-alone, benchmark) and τ(supernet, stand-alone) per criterion on the stand-alone cells."""
-    archs = sorted(sa)
-    acc = [float(sa[a]["standalone_acc"]) for a in archs]
-    bench_col = [float(sa[a][COLUMN]) for a in archs] if COLUMN in sa[archs[0]] else None
-    out = {"cells": len(archs)}
-    if bench_col is not None:
-        out["tau_standalone_vs_benchmark"] = _tau(acc, bench_col)
-        out["tau_standalone_vs_benchmark_ci95"] = bootstrap_kendall_ci(acc, bench_col)
+def standalone_section(runs: Mapping, seeds: Sequence[int], criteria: Sequence[str], truth) -> dict:
+    """τ(stand-alone, benchmark) and τ(supernet, stand-alone) per criterion on the cells of the
+    stand-alone ground truth ``truth`` (a ``naslid.standalone.StandaloneTruth``)."""
+    archs, acc = truth.archs, truth.column("standalone_acc")
+    out = {"cells": len(archs), "settings": truth.settings,
+           "tau_standalone_vs_benchmark": _tau(acc, truth.column(COLUMN)),
+           "tau_standalone_vs_benchmark_ci95": bootstrap_kendall_ci(acc, truth.column(COLUMN))}
     per = {}
     for c in criteria:
         taus = []
@@ -229,10 +215,7 @@ def standalone_section(runs: Mapping, seeds: Sequence[int], criteria: Sequence[s
             taus.append(_tau([scores[SCORE][index[a]] for a in archs], acc))
         per[c] = _summary(taus)
     out["tau_supernet_vs_standalone"] = per
-    first = runs[(criteria[0], seeds[0])]
-    got, scores, _ = sampled_cells(first)
-    index = {a: i for i, a in enumerate(got)}
-    out["tau_params_vs_standalone"] = _tau([scores["params"][index[a]] for a in archs], acc)
+    out["tau_params_vs_standalone"] = _tau([float(p) for p in truth.column("params")], acc)
     return out
 
 
