@@ -153,7 +153,8 @@ def cmd_report(args) -> int:
         raise ValueError(f"--standalone: {e}") from None
     rep = study.paired_report(runs, seeds=args.seeds, criteria=args.criteria, min_seeds=args.min_seeds,
                               partial=args.partial, proxies=study.load_proxies(args.proxies) if args.proxies else None,
-                              standalone=truth)
+                              standalone=truth,
+                              proxy_search=[json.loads(Path(f).read_text()) for f in args.proxy_search or []])
     md = study.markdown(rep)
     print(md)
     if args.json:
@@ -183,6 +184,8 @@ def parse(argv=None):
     r.add_argument("--partial", action="store_true",
                    help="report the seeds finished so far (intervals marked as not resolving)")
     r.add_argument("--proxies", type=Path, help="zero-cost proxy scores (benchmarks/proxy_scores.py --json)")
+    r.add_argument("--proxy-search", type=Path, nargs="+",
+                   help="proxy scores of every cell (benchmarks/proxy_scores.py --cells all --json)")
     r.add_argument("--standalone", type=Path, help="stand-alone ground truth CSV (benchmarks/standalone_truth.py)")
     r.add_argument("--json", help="write the report as JSON")
     r.add_argument("--markdown", help="write the table as markdown")

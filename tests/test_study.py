@@ -185,3 +185,17 @@ def test_driver_refuses_a_work_folder_of_another_protocol(driver, tmp_path, caps
     assert driver.main(argv) == 2
     err = capsys.readouterr().err
     assert "lid-s0' holds a run of another protocol" in err and "'train'" in err
+
+
+def test_proxy_search_is_set_beside_the_found_cells():
+    runs = fake_runs()
+    doc = {"best": {"naswot": {str(s): {"arch": "a", "cifar10_valid_acc": 91.0, "cells": 6466} for s in range(5)}},
+           "seconds": {"naswot": {str(s): 100.0 + s for s in range(5)}}}
+    rep = study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"],
+                              proxy_search=[doc], resamples=50)
+    r = rep["proxy_search"]["naswot"][3]
+    assert r["acc"] == 91.0 and r["seconds"] == 103.0 and r["found"]["lid"] == 90.0
+    # a run that adopted the warm-up is charged the lid run's warm-up time
+    assert r["run_seconds"]["grad"] == pytest.approx(30.0 + 3.0 + 10.0)
+    assert r["run_seconds"]["lid"] == pytest.approx(31.0)
+    assert "naswot over all 6466 cells (103 s) picks a cell of 91.00 %" in study.markdown(rep)

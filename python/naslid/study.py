@@ -131,11 +131,13 @@ def verdict(ci: Sequence[float] | None, mean: float, resolves: bool, threshold: 
 # ------------------------------------------------------------------------------------------------
 def paired_report(runs: Mapping, *, seeds: Sequence[int], criteria: Sequence[str], min_seeds: int = 5,
                   partial: bool = False, proxies: Mapping | None = None,
-                  standalone=None, resamples: int = 2000) -> dict:
+                  standalone=None, proxy_search: Sequence[Mapping] | None = None,
+                  resamples: int = 2000) -> dict:
     """The study's report (JSON-ready); see the module docstring. A seed counts when every
     criterion of it has finished; with fewer complete seeds than ``min_seeds`` a ValueError
     names ``--seeds`` unless ``partial`` (then the intervals are marked as not resolving).
-    ``standalone``: a ``naslid.standalone.StandaloneTruth`` (the stand-alone proxy ground truth)."""
+    ``standalone``: a ``naslid.standalone.StandaloneTruth`` (the stand-alone proxy ground truth);
+    ``proxy_search``: ``proxy_scores.py --cells all`` documents (``proxy_search_section``)."""
     complete = [s for s in seeds if all((c, s) in runs for c in criteria)]
     resolves = len(complete) >= min_seeds
     if not resolves and not partial:
@@ -192,7 +194,31 @@ def paired_report(runs: Mapping, *, seeds: Sequence[int], criteria: Sequence[str
            "protocol": {k: ref["config"][k] for k in ("space", "data", "split", "train", "search", "benchmark")}}
     if standalone is not None:
         rep["standalone"] = standalone_section(runs, complete, criteria, standalone)
+    if proxy_search:
+        rep["proxy_search"] = proxy_search_section(rows, complete, proxy_search)
     return rep
+
+
+def proxy_search_section(rows: Mapping, seeds: Sequence[int], docs: Sequence[Mapping]) -> dict:
+    """The cell each zero-cost proxy picks when it scores every cell (``proxy_scores.py --cells
+    all``), per seed, beside the cell each criterion's search found for that seed and the time
+    each took (the proxy's scoring seconds; the run's wall seconds, its adopted warm-up included
+    at the lid run's warm-up time)."""
+    out = {}
+    for doc in docs:
+        for name, by_seed in doc["best"].items():
+            per = {}
+            for s in seeds:
+                b = by_seed.get(str(s))
+                if b is None:
+                    continue
+                per[s] = {"arch": b["arch"], "acc": b[COLUMN], "cells": b["cells"],
+                          "seconds": doc["seconds"][name][str(s)],
+                          "found": {c: rows[c][s]["found_acc"] for c in rows},
+                          "run_seconds": {c: rows[c][s]["wall_s"] + (rows["lid"][s]["warmup_s"] if c != "lid"
+                                                                     and "lid" in rows else 0.0) for c in rows}}
+            out[name] = per
+    return out
 
 
 def standalone_section(runs: Mapping, seeds: Sequence[int], criteria: Sequence[str], truth) -> dict:
@@ -263,6 +289,12 @@ def markdown(rep: Mapping) -> str:
                       f"{sa.get('tau_standalone_vs_benchmark', float('nan')):.3f}; τ(params, stand-alone) = "
                       f"{sa['tau_params_vs_standalone']:.3f}; τ(supernet −loss, stand-alone): "
                   + ", ".join(f"{c} {_fmt(v)}" for c, v in sa["tau_supernet_vs_standalone"].items())]
+    for name, per in rep.get("proxy_search", {}).items():
+        for s, r in per.items():
+            found = ", ".join(f"{c} {v:.2f} %" for c, v in r["found"].items() if v is not None)
+            lines.append(f"- seed {s}: {name} over all {r['cells']} cells ({r['seconds']:.0f} s) picks a cell of "
+                         f"{r['acc']:.2f} %; the searches found: {found} "
+                         f"(lid run {r['run_seconds'].get('lid', float('nan')):.0f} s)")
     return "\n".join(lines)
 
 
