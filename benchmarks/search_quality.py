@@ -45,6 +45,7 @@ DATA = ROOT.parent / "shared" / "data"
 CRITERIA = ("lid", "grad", "random", "none")   # lid first: it trains the seed's warm-up
 MIN_SEEDS = 5
 PRESET = "cpu"
+MARK_BEGIN, MARK_END = "<!-- BEGIN criteria-study -->", "<!-- END criteria-study -->"
 
 
 def run_dir(work: Path, criterion: str, seed: int) -> Path:
@@ -163,6 +164,13 @@ def cmd_report(args) -> int:
         Path(args.markdown).write_text(md + "\n")
     if args.plot:
         study.plot_delta_tau(rep, args.plot)
+    for doc in args.doc or []:
+        text = Path(doc).read_text()
+        if MARK_BEGIN not in text or MARK_END not in text:
+            raise ValueError(f"--doc: {doc} has no {MARK_BEGIN} ... {MARK_END} markers")
+        pre, rest = text.split(MARK_BEGIN, 1)
+        post = rest.split(MARK_END, 1)[1]
+        Path(doc).write_text(pre + MARK_BEGIN + "\n" + md + "\n" + MARK_END + post)
     return 0
 
 
@@ -190,6 +198,7 @@ def parse(argv=None):
     r.add_argument("--json", help="write the report as JSON")
     r.add_argument("--markdown", help="write the table as markdown")
     r.add_argument("--plot", help="write the paired Δτ plot (PNG)")
+    r.add_argument("--doc", nargs="+", help="rewrite the table between the criteria-study markers of these files")
     args = p.parse_args(argv)
     check_args(args)
     return args
