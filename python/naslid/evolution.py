@@ -43,7 +43,7 @@ Fitness = Callable[[Mapping[str, str]], float]
 @dataclass
 class EvolutionResult:
     """What ``evolutionary_search`` and ``random_search`` return (the whole run's result is
-    ``naslid.pipeline.SearchResult``): ``best_arch`` (dict), its ``best_fitness``, per-generation
+    ``naslid.result.SearchResult``): ``best_arch`` (dict), its ``best_fitness``, per-generation
     ``history`` and every evaluated arch (``evaluated``: canonical key -> {"arch": arch string,
     "fitness": value}, in order)."""
 
