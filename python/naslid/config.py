@@ -6,7 +6,7 @@ split batch size), the ``search`` section a ``naslid.evolution.EvolutionConfig``
 evaluation settings). ``SearchConfig.validate()`` checks every field before any work starts
 (unknown names, impossible schedules): a ``ValueError`` names the field (``config.train.warmup_epochs``,
 ...). It neither changes the config nor looks at the file system: whether ``data.data_dir`` and
-``benchmark.file`` exist is checked when a run is prepared (``naslid.pipeline.prepare``).
+``benchmark.file`` exist is checked when a run is prepared (``naslid.prepare.prepare``).
 
 Presets live in ``naslid/configs/<name>.yaml`` (``quick``: minutes on a laptop CPU; ``paper``: the
 released code's NB201 settings). A YAML file holds any subset of the fields; missing ones keep
@@ -352,7 +352,7 @@ class SearchConfig:
         (``SpaceSection.validate``, ..., ``SplitConfig.validate``, ``EvolutionConfig.validate``);
         this adds the rules across sections and the top-level fields. ``num_decisions`` (the
         space's number of decisions) enables the check that there are no more levels than
-        decisions. Changes nothing and reads no file (see ``naslid.pipeline.prepare``)."""
+        decisions. Changes nothing and reads no file (see ``naslid.prepare.prepare``)."""
         for name in ("space", "data", "split", "train", "search", "benchmark"):
             getattr(self, name).validate(f"config.{name}")
         if num_decisions is not None and self.levels > num_decisions:

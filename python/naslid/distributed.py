@@ -1,10 +1,11 @@
 """Scale-out with torch.distributed: who does what, and data-parallel warm-up.
 
-Under ``torchrun --nproc-per-node N naslid search ...`` (gloo on CPU, nccl on CUDA) the pipeline:
+Under ``torchrun --nproc-per-node N naslid search ...`` (gloo on CPU, nccl on CUDA) the pipeline
+(the scheduler: ``naslid.tree.TreeScheduler``; the training of a node: ``naslid.node_training``):
 
 - spreads the supernets of a level, and the leaves, over the ranks: node ``i`` of a level (in the
   tree's sorted order) belongs to rank ``i % N``; every node's work is seeded by the node's id only
-  (``pipeline.derive_seed``), never by the rank or by what ran before on that process, so a node's
+  (``naslid.run_context.derive_seed``), never by the rank or by what ran before on that process, so a node's
   result is the same on whichever rank computes it (bitwise, same device);
 - trains a level that has a single supernet (the root) data-parallel when ``train.bn_shards``
   (BatchNorm "ghost" shards per global batch, default 1) is divisible by N: every rank draws the

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from .evolution_config import EvolutionConfig
 from .spaces.base import SearchSpace
@@ -42,7 +43,7 @@ Fitness = Callable[[Mapping[str, str]], float]
 @dataclass
 class EvolutionResult:
     """What ``evolutionary_search`` and ``random_search`` return (the whole run's result is
-    ``naslid.pipeline.SearchResult``): ``best_arch`` (dict), its ``best_fitness``, per-generation
+    ``naslid.result.SearchResult``): ``best_arch`` (dict), its ``best_fitness``, per-generation
     ``history`` and every evaluated arch (``evaluated``: canonical key -> {"arch": arch string,
     "fitness": value}, in order)."""
 
@@ -221,63 +222,86 @@ def evolutionary_search(space: SearchSpace, masks: Sequence[Mapping] | None, fit
     union = MaskUnion(space, masks)
     rng = rng_from(generator)
     evals = _Evaluations(union, fitness, cache)
-    seen: set[str] = set()
-    history: list[dict] = []
-
-    def add(pop: list, make, count: int) -> None:
-        for _ in range(count):
-            code = _new_code(union, seen, rng, make, cfg.max_tries)
-            seen.add(union.key(code))
-            pop.append(code)
-
-    population: list[tuple] = []
-    add(population, lambda: union.sample_code(rng), cfg.population)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.generations + 1, desc="evolution", leave=False)
-    result = EvolutionResult({}, -math.inf, history, {}, "evolution")
+    breeder = _Breeder(union, rng, cfg)
+    population = breeder.initial()
+    bar = tqdm(total=cfg.generations + 1, desc="evolution", leave=False) if progress else None
+    result = EvolutionResult({}, -math.inf, [], {}, "evolution")
     try:
         for gen in range(cfg.generations + 1):
-            fits = [evals(c) for c in population]
-            ranked = evals.ranked()
-            best = ranked[0]
-            result.best_arch = space.arch_from_string(best["arch"])
-            result.best_fitness = best["fitness"]
-            result.evaluated = evals.visited()
-            history.append({"generation": gen, "best_fitness": best["fitness"],
-                            "best_arch": best["arch"],
-                            "population_mean": float(sum(fits) / len(fits)),
-                            "num_evaluated": len(evals.run)})
+            ranked = _record_generation(space, evals, population, gen, result)
             if callback is not None:
                 callback(gen, result)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(best=f"{best['fitness']:.2f}")
+                bar.set_postfix(best=f"{result.best_fitness:.2f}")
             if gen == cfg.generations:
                 break
-            parents = [union.to_code(space.arch_from_string(v["arch"]))
-                       for v in ranked[:cfg.parents]]
-
-            def cross():
-                i, j = rng.sample(range(len(parents)), 2)
-                return union.crossover(parents[i], parents[j], rng)
-
-            def mut():
-                return union.mutate(rng.choice(parents), cfg.mutation_prob, rng)
-
-            nxt: list[tuple] = []
-            if len(parents) >= 2:
-                add(nxt, cross, cfg.crossover)
-            add(nxt, mut, cfg.mutation)
-            add(nxt, lambda: union.sample_code(rng), cfg.newcomers)
-            add(nxt, lambda: union.sample_code(rng), max(0, cfg.population - len(nxt)))
-            population = nxt
+            parents = [union.to_code(space.arch_from_string(v["arch"])) for v in ranked[:cfg.parents]]
+            population = breeder.next_population(parents)
     finally:
         if bar is not None:
             bar.close()
     return result
+
+
+def _record_generation(space: SearchSpace, evals: _Evaluations, population: list[tuple], gen: int,
+                       result: EvolutionResult) -> list[dict]:
+    """Evaluate generation ``gen``'s ``population``, update ``result`` (best so far, evaluated
+    archs, one ``history`` entry); returns every arch evaluated so far, best first."""
+    fits = [evals(c) for c in population]
+    ranked = evals.ranked()
+    best = ranked[0]
+    result.best_arch = space.arch_from_string(best["arch"])
+    result.best_fitness = best["fitness"]
+    result.evaluated = evals.visited()
+    result.history.append({"generation": gen, "best_fitness": best["fitness"], "best_arch": best["arch"],
+                           "population_mean": float(sum(fits) / len(fits)),
+                           "num_evaluated": len(evals.run)})
+    return ranked
+
+
+class _Breeder:
+    """Populations of new archs (codes, unseen by canonical key) in the union: the initial one,
+    then from parents by crossover, mutation and newcomers (see the module docstring)."""
+
+    def __init__(self, union: MaskUnion, rng: random.Random, cfg: EvolutionConfig):
+        self.union, self.rng, self.cfg = union, rng, cfg
+        self.seen: set[str] = set()
+
+    def _add(self, population: list, make: Callable[[], tuple], count: int) -> None:
+        for _ in range(count):
+            code = _new_code(self.union, self.seen, self.rng, make, self.cfg.max_tries)
+            self.seen.add(self.union.key(code))
+            population.append(code)
+
+    def _newcomer(self) -> tuple:
+        return self.union.sample_code(self.rng)
+
+    def initial(self) -> list[tuple]:
+        """``population`` uniform draws."""
+        population: list[tuple] = []
+        self._add(population, self._newcomer, self.cfg.population)
+        return population
+
+    def next_population(self, parents: list[tuple]) -> list[tuple]:
+        """``crossover`` children of two distinct parents (when there are two), ``mutation``
+        children, ``newcomers``, then uniform draws up to ``population``."""
+        union, rng, cfg = self.union, self.rng, self.cfg
+
+        def cross():
+            i, j = rng.sample(range(len(parents)), 2)
+            return union.crossover(parents[i], parents[j], rng)
+
+        def mut():
+            return union.mutate(rng.choice(parents), cfg.mutation_prob, rng)
+
+        nxt: list[tuple] = []
+        if len(parents) >= 2:
+            self._add(nxt, cross, cfg.crossover)
+        self._add(nxt, mut, cfg.mutation)
+        self._add(nxt, self._newcomer, cfg.newcomers)
+        self._add(nxt, self._newcomer, max(0, cfg.population - len(nxt)))
+        return nxt
 
 
 def random_search(space: SearchSpace, masks: Sequence[Mapping] | None, fitness: Fitness, *,
@@ -293,11 +317,7 @@ def random_search(space: SearchSpace, masks: Sequence[Mapping] | None, fitness: 
     seen: set[str] = set()
     history: list[dict] = []
     result = EvolutionResult({}, -math.inf, history, {}, "random")
-    it = range(num_samples)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="random search", leave=False)
+    it = tqdm(range(num_samples), desc="random search", leave=False) if progress else range(num_samples)
     for i in it:
         code = _new_code(union, seen, rng, lambda: union.sample_code(rng), max_tries)
         seen.add(union.key(code))

@@ -3,7 +3,7 @@
 ``write_report(out_dir, result, histories)`` writes, in the run folder:
 
 - ``result.json``  (atomically; keys: best_arch, best_arch_benchmark, split_tree, ranking, timings,
-  peak_memory_bytes, ... see ``naslid.pipeline.SearchResult``)
+  peak_memory_bytes, ... see ``naslid.result.SearchResult``)
 - ``tb/``          TensorBoard scalars: per node training loss / accuracy per epoch, search
   fitness per generation, ranking metrics per subset / column / predictor
 - ``plots/similarity_<node>.png``  similarity matrices of every decision a split examined

@@ -16,8 +16,8 @@ preset's dataset read from the CIFAR-10 ``.npz``, ``protocol_config``), plus ``e
   SGD (``train.lr``, ``momentum``, ``nesterov``, ``weight_decay``), ``grad_clip``, cosine per batch
   over the ``epochs`` (``training.build_optimizer`` / ``build_scheduler``);
 - evaluation: eval mode (BN running statistics of the training), accuracy % and mean cross-entropy
-  on ``search.eval_images`` held-out images chosen as ``Engine.leaf_evaluator`` chooses them
-  (``stratified_take(valid labels, n, Generator().manual_seed(0))``).
+  on the ``search.eval_images`` held-out images the pipeline scores cells on
+  (``naslid.final_search.evaluation_data``).
 
 A cell's initial weights and data order are seeded from (``seed``, arch string) by
 ``pipeline.derive_seed`` (global RNG state restored), so its result does not depend on which
@@ -36,7 +36,6 @@ reads and validates it.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import io
 import json
@@ -54,14 +53,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .final_search import EVAL_SELECTION_SEED, evaluation_data
+
 FORMAT = "naslid-standalone/1"
 PRESET = "cpu"
 #: the issue's minimum number of cells (``--cells`` below it needs ``--allow-few``)
 MIN_CELLS = 40
 #: seed of ``select_cells``'s draw from the ranking sample, and of the pipeline's sample itself
 SELECT_SEED = 0
-#: the generator seed of the pipeline's evaluation images (``Engine.leaf_evaluator``)
-EVAL_SELECT_SEED = 0
 TRUTH_COLUMN = "cifar10_valid_acc"
 COLUMNS = ("arch", "nb201_index", TRUTH_COLUMN, "params", "standalone_acc", "standalone_loss",
            "train_loss", "train_acc", "train_s", "settings_hash")
@@ -106,7 +105,7 @@ def standalone_settings(config=None, *, epochs: int = 5, seed: int = 0) -> dict:
                   "nesterov": t.nesterov, "weight_decay": t.weight_decay, "grad_clip": t.grad_clip,
                   "schedule": "cosine per batch to 0"},
         "eval": {"images": se.eval_images, "batch_size": se.eval_batch_size,
-                 "selection_seed": EVAL_SELECT_SEED, "bn": "eval mode (training running statistics)"},
+                 "selection_seed": EVAL_SELECTION_SEED, "bn": "eval mode (training running statistics)"},
         "epochs": epochs, "seed": seed,
         "seeding": "derive_seed(seed, 'standalone-init' | 'standalone-data', arch string)",
     }
@@ -176,15 +175,9 @@ def check_cells(n, *, allow_few: bool = False, sample_size: int = 500) -> None:
 # training and evaluation of one cell
 # ------------------------------------------------------------------------------------------------
 def eval_subset(data, images: int | None):
-    """``data`` with its validation split cut to the pipeline's evaluation images: the
-    class-stratified ``images`` of ``stratified_take(valid labels, images,
-    Generator().manual_seed(0))`` (all of it when ``images`` is None or not smaller)."""
-    from .data import stratified_take
-
-    if images is None or images >= len(data.valid):
-        return data
-    taken, _ = stratified_take(data.valid.labels, images, torch.Generator().manual_seed(EVAL_SELECT_SEED))
-    return dataclasses.replace(data, valid=data.valid.subset(taken))
+    """``data`` with its validation split cut to the pipeline's evaluation images
+    (``naslid.final_search.evaluation_data``: the same definition, not a copy)."""
+    return evaluation_data(data, images)
 
 
 def data_fingerprint(data) -> str:

@@ -25,6 +25,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .choices import SAMPLINGS
 from .spaces.base import SearchSpace, Supernet
@@ -117,58 +118,90 @@ def train_epoch(space: SearchSpace, supernet: Supernet, mask: Mapping, loader: I
     mask = space.validate_mask(mask)
     supernet.train()
     it = iter(loader)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        total = len(loader) if hasattr(loader, "__len__") else None
-        if max_batches is not None and total is not None:
-            total = min(total, max_batches)
-        bar = tqdm(total=total, desc=desc, leave=False)
-    loss_sum, correct, n, b = 0.0, 0, 0, 0
-    t0 = time.perf_counter()
+    bar = _epoch_bar(loader, max_batches, desc) if progress else None
+    stats = _EpochStats()
     try:
         for x, y in it:
-            if max_batches is not None and b >= max_batches:
+            if max_batches is not None and stats.batches >= max_batches:
                 break
             archs = [space.sample(mask, generator)] if sampling == "uniform" else space.fair_archs(mask, generator)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            lv = 0.0
-            for arch in archs:
-                supernet.set_arch(arch)
-                logits = supernet(x)
-                loss = F.cross_entropy(logits, y)
-                la = float(loss.detach())  # the one host sync per forward
-                if not math.isfinite(la):
-                    raise FloatingPointError(
-                        f"train_epoch: non-finite loss {la} at batch {b} (arch "
-                        f"{space.arch_to_string(arch)}); lower the learning rate")
-                (loss / len(archs)).backward()
-                lv += la / len(archs)
-            if after_backward is not None:
-                after_backward(supernet)
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(supernet.parameters(), grad_clip)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            bs = y.numel()
-            loss_sum += lv * bs
-            correct = correct + (logits.detach().argmax(1) == y).sum()  # stays on the device
-            n += bs
-            b += 1
+            loss, logits = _train_step(space, supernet, archs, x, y, optimizer, batch=stats.batches,
+                                       scheduler=scheduler, grad_clip=grad_clip, after_backward=after_backward)
+            stats.add(loss, logits, y, len(archs))
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / n:.3f}")
+                bar.set_postfix(loss=f"{stats.loss_sum / stats.samples:.3f}")
     finally:
         if bar is not None:
             bar.close()
-    if n == 0:
-        raise ValueError("train_epoch: the loader yielded no batches")
-    return {"loss": loss_sum / n, "acc": 100.0 * int(correct) / n, "samples": n, "batches": b,
-            "lr": float(optimizer.param_groups[0]["lr"]),
-            "images_per_s": n * (1 if sampling == "uniform" else len(archs)) / max(time.perf_counter() - t0, 1e-9)}
+    return stats.result(optimizer)
+
+
+def _epoch_bar(loader: Iterable, max_batches: int | None, desc: str) -> tqdm:
+    """A progress bar over the loader's batches (at most ``max_batches``)."""
+    total = len(loader) if hasattr(loader, "__len__") else None
+    if max_batches is not None and total is not None:
+        total = min(total, max_batches)
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+def _train_step(space: SearchSpace, supernet: Supernet, archs: list[dict], x: torch.Tensor, y: torch.Tensor,
+                optimizer: torch.optim.Optimizer, *, batch: int, scheduler, grad_clip: float | None,
+                after_backward: Callable[[nn.Module], None] | None) -> tuple[float, torch.Tensor]:
+    """One optimiser step on the batch x (B, C, H, W), y (B,): forward/backward of every arch of
+    ``archs``, the gradients averaged over them. Returns (mean loss over the archs, the last
+    arch's logits (B, num_classes), detached). FloatingPointError on a non-finite loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss_mean = 0.0
+    for arch in archs:
+        supernet.set_arch(arch)
+        logits = supernet(x)
+        loss = F.cross_entropy(logits, y)
+        value = float(loss.detach())  # the one host sync per forward
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"train_epoch: non-finite loss {value} at batch {batch} (arch "
+                f"{space.arch_to_string(arch)}); lower the learning rate")
+        (loss / len(archs)).backward()
+        loss_mean += value / len(archs)
+    if after_backward is not None:
+        after_backward(supernet)
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(supernet.parameters(), grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss_mean, logits.detach()
+
+
+class _EpochStats:
+    """Sample-weighted loss, correct predictions (counted on the device: no host sync per batch),
+    samples, batches and forward/backward throughput of one epoch."""
+
+    def __init__(self):
+        self.loss_sum, self.correct, self.samples, self.batches = 0.0, 0, 0, 0
+        self.archs_per_batch = 1
+        self.t0 = time.perf_counter()
+
+    def add(self, loss: float, logits: torch.Tensor, y: torch.Tensor, archs: int) -> None:
+        """A batch with labels y (B,), mean loss ``loss`` and logits (B, num_classes) trained with
+        ``archs`` archs."""
+        bs = y.numel()
+        self.loss_sum += loss * bs
+        self.correct = self.correct + (logits.argmax(1) == y).sum()  # stays on the device
+        self.samples += bs
+        self.batches += 1
+        self.archs_per_batch = archs
+
+    def result(self, optimizer: torch.optim.Optimizer) -> dict:
+        """``train_epoch``'s dict; ValueError when no batch was trained."""
+        n = self.samples
+        if n == 0:
+            raise ValueError("train_epoch: the loader yielded no batches")
+        return {"loss": self.loss_sum / n, "acc": 100.0 * int(self.correct) / n, "samples": n,
+                "batches": self.batches, "lr": float(optimizer.param_groups[0]["lr"]),
+                "images_per_s": n * self.archs_per_batch / max(time.perf_counter() - self.t0, 1e-9)}
 
 
 def reinit_parameters(module: nn.Module, seed: int) -> nn.Module:

@@ -5,7 +5,7 @@ The root of every run trains ``train.warmup_epochs[0]`` epochs with seeds derive
 (seed, node ``r``, stage ``warmup-0``) only, so two runs that agree on the fields returned by
 ``warmup_identity`` compute the same warm-up (bit for bit with the same thread count).
 ``load_warm_start`` checks that agreement against the source run's ``config.yaml`` and returns its
-root checkpoint at the end of the warm-up; the pipeline saves it as this run's root checkpoint,
+root checkpoint at the end of the warm-up; ``run_search`` saves it as this run's root checkpoint,
 tagged with this run's config hash, before the first level trains (and so trains no warm-up).
 """
 from __future__ import annotations
@@ -14,9 +14,12 @@ import copy
 from pathlib import Path
 
 from .checkpoint import MANIFEST, RunFolder, load_checkpoint
+from .config import SearchConfig
+from .run_store import node_checkpoint
+from .tree import ROOT, warmup_stage
 
-ROOT_CHECKPOINT = "node-r"
-WARMUP_STAGE = "warmup-0"
+ROOT_CHECKPOINT = node_checkpoint(ROOT)
+WARMUP_STAGE = warmup_stage(0)
 # train fields the root warm-up does not read
 _AFTER_WARMUP = ("leaf_epochs", "leaf_init")
 
@@ -52,8 +55,6 @@ def load_warm_start(cfg) -> dict:
     ValueError naming ``config.warm_start`` when the folder holds no run, its warm-up is not
     finished or not kept (a ``none`` run trains its root on past the warm-up), or it differs from
     this run in a field the warm-up depends on (listed)."""
-    from .config import SearchConfig
-
     src = Path(cfg.warm_start)
     where = f"config.warm_start: {str(src)!r}"
     if not (src / MANIFEST).is_file() or not (src / "config.yaml").is_file():

@@ -21,11 +21,13 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .config import SplitConfig
 from .edge_rule import choose_decision
@@ -100,72 +102,116 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
     Returns a ``SplitRecord`` (``record.child_masks`` are JSON masks; ``child_mask_tensors(space)``).
     """
     t0 = time.perf_counter()
-    if not isinstance(cfg, SplitConfig):
-        raise TypeError(f"split_step: cfg must be a SplitConfig, got {type(cfg).__name__}")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"split_step: generator must be a torch.Generator, got {type(generator).__name__}")
+    _check_step_args(cfg, generator)
     mask = space.validate_mask(mask)
     rec = SplitRecord(split=False, criterion=cfg.criterion, edge_rule=cfg.resolved_edge_rule,
                       similarity=cfg.resolved_similarity, config=cfg.to_dict(),
                       parent_mask=space.mask_to_json(mask))
     if cfg.criterion == "none":
-        rec.reason = "criterion none: plain one-shot, no split"
-        rec.seconds = time.perf_counter() - t0
-        return rec
+        return _unsplit(rec, "criterion none: plain one-shot, no split", t0)
     cands = _wanted_candidates(space, mask, cfg.n_groups, decisions)
     if not cands:
-        rec.reason = f"no decision left to split (none is all-true with >= {max(2, cfg.n_groups)} candidates)"
-        rec.seconds = time.perf_counter() - t0
-        return rec
-    names = space.decisions
-    lid_stats: dict = {}
-
+        return _unsplit(rec, f"no decision left to split (none is all-true with >= {max(2, cfg.n_groups)} "
+                             f"candidates)", t0)
     if cfg.criterion == "random":
         key = cands[int(torch.randint(len(cands), (1,), generator=generator))]
-        groups = random_partition(len(names[key]), cfg.n_groups, generator, balanced=cfg.balanced)
+        groups = random_partition(len(space.decisions[key]), cfg.n_groups, generator, balanced=cfg.balanced)
         return _finish(rec, space, mask, key, groups, t0)
-
     batches = _take_batches(batches, cfg.repeats)
-    if device is None:
-        p = next(supernet.parameters(), None)
-        device = p.device if p is not None else torch.device("cpu")
+    probe = _Probe(space, supernet, mask, batches, cfg, generator,
+                   device if device is not None else _device_of(supernet),
+                   loss_fn or nn.functional.cross_entropy)
     _check_lid_batch(cfg, batches)
-    loss_fn = loss_fn or nn.functional.cross_entropy
+    results = _examine(probe, cands, rec, progress)
+    key = _choose(rec, results, cfg)
+    return _finish(rec, space, mask, key, results[key].groups, t0)
 
-    total = sum(len(names[d]) for d in cands) * cfg.repeats
-    bar = None
+
+def _check_step_args(cfg, generator) -> None:
+    if not isinstance(cfg, SplitConfig):
+        raise TypeError(f"split_step: cfg must be a SplitConfig, got {type(cfg).__name__}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"split_step: generator must be a torch.Generator, got {type(generator).__name__}")
+
+
+def _unsplit(rec: SplitRecord, reason: str, t0: float) -> SplitRecord:
+    """``rec`` as the record of a step that splits nothing, for ``reason``."""
+    rec.reason = reason
+    rec.seconds = time.perf_counter() - t0
+    return rec
+
+
+def _device_of(supernet: nn.Module) -> torch.device:
+    """The device of the supernet's parameters (CPU for a supernet without any)."""
+    p = next(supernet.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@dataclass
+class _Probe:
+    """What the op vectors of every decision of one step are computed with: the supernet restricted
+    to ``mask``, the repeats' (x (B, C, H, W), y (B,)) ``batches`` (moved to ``device`` per use),
+    the step's generator (random paths, clusterer seeds), criterion grad's ``loss_fn``; ``bar``
+    (a tqdm bar or None) advances once per op and repeat, ``lid_stats`` collects the LID ops' time."""
+
+    space: Any
+    supernet: nn.Module
+    mask: dict
+    batches: list
+    cfg: SplitConfig
+    generator: torch.Generator
+    device: torch.device | str
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    lid_stats: dict = field(default_factory=dict)
+    bar: Any = None  # a tqdm bar or None
+
+
+def _examine(probe: _Probe, cands: list[str], rec: SplitRecord, progress: bool) -> dict[str, PartitionResult]:
+    """The best partition of every candidate decision (in order); records each decision in
+    ``rec.decisions`` and the LID ops' time in ``rec.lid_seconds``. The supernet's mode and BN
+    statistics are restored afterwards."""
+    cfg = probe.cfg
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total, desc=f"split ({cfg.criterion})", leave=False)
+        total = sum(len(probe.space.decisions[d]) for d in cands) * cfg.repeats
+        probe.bar = tqdm(total=total, desc=f"split ({cfg.criterion})", leave=False)
     results: dict[str, PartitionResult] = {}
     try:
-        with probe_state(supernet, cfg.bn_mode):
+        with probe_state(probe.supernet, cfg.bn_mode):
             for d in cands:
-                ops = list(names[d])
-                params = supernet.shared_parameters(exclude=d) if cfg.criterion == "grad" else None
-                vectors, sim, paths = _op_vectors(space, supernet, mask, d, batches, cfg, generator, device,
-                                                  params, loss_fn, lid_stats, bar)
-                part = _partition(sim, torch.stack(vectors) if cfg.criterion == "lid" else None, cfg, generator)
-                results[d] = part
-                keep = cfg.criterion == "lid" or cfg.record_grad_vectors
-                rec.decisions[d] = DecisionRecord(
-                    ops=ops, vectors=[v.tolist() for v in vectors] if keep else None, vector_dim=int(vectors[0].numel()),
-                    vector_norms=row_norms(vectors), similarity=sim.tolist(),
-                    partition=[[ops[i] for i in g] for g in part.groups], partition_index=part.groups,
-                    within=part.within, between=part.between, between_distance=part.between_distance,
-                    rule_value=0.0, partition_method=part.method, partition_repaired=part.repaired,
-                    paths=paths)
-                del vectors
+                results[d], rec.decisions[d] = _examine_decision(probe, d)
     finally:
-        if bar is not None:
-            bar.close()
-    rec.lid_seconds = lid_stats.get("lid_seconds", 0.0)
+        if probe.bar is not None:
+            probe.bar.close()
+    rec.lid_seconds = probe.lid_stats.get("lid_seconds", 0.0)
+    return results
+
+
+def _examine_decision(probe: _Probe, d: str) -> tuple[PartitionResult, DecisionRecord]:
+    """Decision ``d``'s best partition and its record (rule value filled in by ``_choose``)."""
+    cfg = probe.cfg
+    ops = list(probe.space.decisions[d])
+    params = probe.supernet.shared_parameters(exclude=d) if cfg.criterion == "grad" else None
+    vectors, sim, paths = _op_vectors(probe, d, params)
+    part = _partition(sim, torch.stack(vectors) if cfg.criterion == "lid" else None, cfg, probe.generator)
+    keep = cfg.criterion == "lid" or cfg.record_grad_vectors
+    record = DecisionRecord(
+        ops=ops, vectors=[v.tolist() for v in vectors] if keep else None, vector_dim=int(vectors[0].numel()),
+        vector_norms=row_norms(vectors), similarity=sim.tolist(),
+        partition=[[ops[i] for i in g] for g in part.groups], partition_index=part.groups,
+        within=part.within, between=part.between, between_distance=part.between_distance,
+        rule_value=0.0, partition_method=part.method, partition_repaired=part.repaired,
+        paths=paths)
+    return part, record
+
+
+def _choose(rec: SplitRecord, results: dict[str, PartitionResult], cfg: SplitConfig) -> str:
+    """The decision the edge rule picks; every examined decision's rule value goes to ``rec``."""
     key, values = choose_decision(results, cfg.resolved_edge_rule)
     for d, v in values.items():
         rec.decisions[d].rule_value = v
     log.info("split: %s chosen by rule %s (value %.6g) into %s", key, cfg.resolved_edge_rule, values[key],
              rec.decisions[key].partition)
-    return _finish(rec, space, mask, key, results[key].groups, t0)
+    return key
 
 
 def _wanted_candidates(space, mask, n_groups: int, decisions: Sequence[str] | None) -> list[str]:
@@ -190,20 +236,21 @@ def _check_lid_batch(cfg: SplitConfig, batches: list) -> None:
                          f"(k must be smaller than the B - 1 neighbour candidates), got batch size {b}")
 
 
-def _op_vectors(space, supernet: nn.Module, mask, d: str, batches: list, cfg: SplitConfig,
-                generator: torch.Generator, device, params, loss_fn, lid_stats: dict, bar):
+def _op_vectors(probe: _Probe, d: str, params: list[nn.Parameter] | None):
     """The op vectors of decision ``d`` (one per candidate, averaged over ``cfg.repeats`` batches
     and random paths), their similarity matrix and the paths used: (vectors, sim, paths).
+    ``params``: criterion grad's shared parameters (the vectors are gradients with respect to them).
 
     Vectors are kept as a list of rows, allocated as produced and accumulated in place over repeats:
     never stacked or copied (GM-NAS holds one gradient per op)."""
+    space, supernet, cfg, bar = probe.space, probe.supernet, probe.cfg, probe.bar
     ops = list(space.decisions[d])
     acc: list[torch.Tensor] | None = None
     sim_acc: np.ndarray | None = None
     paths = []
     for r in range(cfg.repeats):
-        x, y = batches[r][0].to(device), batches[r][1].to(device)
-        path = space.sample(mask, generator)
+        x, y = probe.batches[r][0].to(probe.device), probe.batches[r][1].to(probe.device)
+        path = space.sample(probe.mask, probe.generator)
         paths.append({k: v for k, v in path.items() if k != d})
         rows: list[torch.Tensor] = []
         for i, o in enumerate(ops):
@@ -212,9 +259,9 @@ def _op_vectors(space, supernet: nn.Module, mask, d: str, batches: list, cfg: Sp
             supernet.set_arch(arch)
             if cfg.criterion == "lid":
                 v = lid_vector(supernet, x, k=cfg.k, estimator=cfg.lid_estimator,
-                               backend=cfg.lid_backend, stats=lid_stats)
+                               backend=cfg.lid_backend, stats=probe.lid_stats)
             else:
-                v = grad_vector(supernet, x, y, params, loss_fn)
+                v = grad_vector(supernet, x, y, params, probe.loss_fn)
             if acc is not None and cfg.average == "vector":
                 acc[i].add_(v)  # later repeats: accumulate at once, keep nothing
             else:
