@@ -316,6 +316,18 @@ def _score(name: str, space: SearchSpace, arch, batch, seed: int, device) -> flo
     return naswot(net, batch, device=device)
 
 
+def _check_request(fn: str, name, space, seed, batch):
+    """The checks every entry point makes before scoring: (name, seed, batch) validated (the
+    batch only for ``naswot``, which needs it)."""
+    name = _check_name(fn, name)
+    _check_space(fn, space)
+    seed = _check_seed(fn, seed)
+    _check_support(fn, name, space)
+    if name == "naswot":
+        batch = _check_batch(fn, batch, int(space.in_channels))
+    return name, seed, batch
+
+
 def proxy_score(name: str, space: SearchSpace, arch, *, batch: torch.Tensor | None = None,
                 seed: int = 0, device: str | torch.device = "cpu") -> float:
     """Proxy ``name`` of ``arch`` (a mapping or the space's arch string) in ``space``.
@@ -325,13 +337,7 @@ def proxy_score(name: str, space: SearchSpace, arch, *, batch: torch.Tensor | No
     of ones; returns the raw score (>= 0; 0 for cells that never reach the logits).
     ``naswot``: ``batch`` (N >= 2, in_channels, H, W) floating, finite, required; returns
     log|det K| (``-inf`` when K is singular). Higher = better for both."""
-    fn = "proxy_score"
-    name = _check_name(fn, name)
-    _check_space(fn, space)
-    seed = _check_seed(fn, seed)
-    _check_support(fn, name, space)
-    if name == "naswot":
-        batch = _check_batch(fn, batch, int(space.in_channels))
+    name, seed, batch = _check_request("proxy_score", name, space, seed, batch)
     return _score(name, space, arch, batch, seed, device)
 
 
@@ -342,12 +348,7 @@ def score_archs(name: str, space: SearchSpace, archs: Iterable, *,
     ``space.arch_to_string(arch)`` in first-seen order; duplicates are scored once. Every arch is
     checked before any is scored. ``progress``: a tqdm bar."""
     fn = "score_archs"
-    name = _check_name(fn, name)
-    _check_space(fn, space)
-    seed = _check_seed(fn, seed)
-    _check_support(fn, name, space)
-    if name == "naswot":
-        batch = _check_batch(fn, batch, int(space.in_channels))
+    name, seed, batch = _check_request(fn, name, space, seed, batch)
     if isinstance(archs, (str, Mapping)):
         raise TypeError(f"{fn}: archs must be an iterable of archs, got a single "
                         f"{type(archs).__name__}; wrap it in a list")
