@@ -12,9 +12,11 @@ its loss on 2,000 fixed held-out images) once per criterion, paired:
 - every run uses one torch thread, so a run is reproduced bit for bit, and its data order and
   architecture draws are derived from (seed, node, stage, epoch) only.
 
-``run`` executes the runs (each in its own process, ``--workers`` at a time; a worker takes a whole
-seed); a killed study is resumed by running the same command again: finished runs are kept,
-interrupted ones continue from their last epoch (``naslid search --resume``). ``report`` reads the
+``run`` executes the runs, each in its own process, ``--workers`` at a time, seed by seed (a
+non-``lid`` run starts once its seed's warm-up is finished); a killed study is resumed by running
+the same command again: finished runs are kept, interrupted ones continue from their last epoch
+(``naslid search --resume``). A lock file per run (``<run>.lock``, the pid) keeps two drivers
+from running one run; a lock of a dead process is taken over. ``report`` reads the
 finished runs and writes the paired table (``naslid.study``): Kendall τ / Spearman ρ against
 NB201's ``cifar10_valid_acc`` over the 500 stratified cells every run scores, precision@top-10 %,
 the found cell's accuracy, the split step's time and extra memory, paired Δτ with bootstrap 95 %
@@ -36,6 +38,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CRITERIA = ("lid", "grad", "random", "none")   # lid first: it trains the seed's warm-up
 MIN_SEEDS = 5
+POLL_SECONDS = 30
 PRESET = "cpu"
 MARK_BEGIN, MARK_END = "<!-- BEGIN criteria-study -->", "<!-- END criteria-study -->"
 
@@ -109,11 +113,46 @@ def check_existing(args) -> None:
                                  f"choose another --work")
 
 
+def warmup_ready(args, seed: int) -> bool:
+    """The seed's warm-up (trained by its ``lid`` run) is finished: other criteria can adopt it."""
+    from naslid.warm_start import WarmStartNotReady, check_source_ready
+
+    lid = run_dir(args.work, "lid", seed)
+    if (lid / "result.json").is_file():
+        return True
+    try:
+        check_source_ready(lid)
+        return True
+    except WarmStartNotReady:
+        return False
+
+
+def claim(d: Path) -> Path | None:
+    """An exclusive lock on run folder ``d`` (``<d>.lock`` holding the pid), or None when a live
+    process holds it; a lock left by a dead process is taken over."""
+    lock = d.with_name(d.name + ".lock")
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+                os.kill(pid, 0)
+                return None                     # a live process runs it
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)    # stale: its process is gone
+                continue
+            except PermissionError:
+                return None
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    return None
+
+
 def run_one(args, criterion: str, seed: int) -> str:
-    """Run (or resume, or keep) one run in its own process; returns a status line."""
+    """Run (or resume) one run in its own process; returns a status line."""
     d = run_dir(args.work, criterion, seed)
-    if (d / "result.json").is_file():
-        return f"{d.name}: done"
     cmd = [sys.executable, "-m", "naslid.cli", "search", *search_args(args, criterion, seed)]
     if (d / "run.json").is_file():
         cmd.append("--resume")
@@ -130,15 +169,58 @@ def run_one(args, criterion: str, seed: int) -> str:
     return f"{d.name}: finished in {time.perf_counter() - t0:.0f} s"
 
 
-def run_seed(args, seed: int) -> list[str]:
-    return [run_one(args, c, seed) for c in args.criteria]
+class JobQueue:
+    """The study's runs in seed-major order; a worker takes the first run that is not finished,
+    not running (its lock) and whose seed's warm-up is ready (``lid`` runs need nothing)."""
+
+    def __init__(self, args):
+        self.args = args
+        self.todo = [(c, s) for s in args.seeds for c in args.criteria]
+        self.mutex = threading.Lock()
+
+    def take(self) -> tuple[str, int, Path] | None | str:
+        """(criterion, seed, lock) to run; "wait" when every remaining run waits for a warm-up or
+        another process; None when nothing is left."""
+        with self.mutex:
+            waiting = False
+            for c, s in list(self.todo):
+                if (run_dir(self.args.work, c, s) / "result.json").is_file():
+                    self.todo.remove((c, s))
+                    continue
+                if c != "lid" and not warmup_ready(self.args, s):
+                    waiting = True
+                    continue
+                lock = claim(run_dir(self.args.work, c, s))
+                if lock is None:
+                    waiting = True
+                    continue
+                self.todo.remove((c, s))
+                return c, s, lock
+            return "wait" if waiting or self.todo else None
+
+
+def worker(queue: JobQueue) -> list[str]:
+    done = []
+    while True:
+        job = queue.take()
+        if job is None:
+            return done
+        if job == "wait":
+            time.sleep(POLL_SECONDS)
+            continue
+        c, s, lock = job
+        try:
+            line = run_one(queue.args, c, s)
+        finally:
+            lock.unlink(missing_ok=True)
+        print(line, flush=True)
+        done.append(line)
 
 
 def cmd_run(args) -> int:
+    queue = JobQueue(args)
     with ThreadPoolExecutor(max_workers=args.workers) as ex:
-        for lines in ex.map(lambda s: run_seed(args, s), args.seeds):
-            for line in lines:
-                print(line, flush=True)
+        list(ex.map(worker, [queue] * args.workers))
     return 0
 
 
@@ -187,7 +269,7 @@ def parse(argv=None):
                        help="NB201 ground truth CSV")
         s.add_argument("--min-seeds", type=int, default=MIN_SEEDS,
                        help=f"seeds the paired interval needs (default {MIN_SEEDS})")
-    sub.choices["run"].add_argument("--workers", type=int, default=1, help="seeds run in parallel")
+    sub.choices["run"].add_argument("--workers", type=int, default=1, help="runs in parallel")
     r = sub.choices["report"]
     r.add_argument("--partial", action="store_true",
                    help="report the seeds finished so far (intervals marked as not resolving)")

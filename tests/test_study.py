@@ -199,3 +199,32 @@ def test_proxy_search_is_set_beside_the_found_cells():
     assert r["run_seconds"]["grad"] == pytest.approx(30.0 + 3.0 + 10.0)
     assert r["run_seconds"]["lid"] == pytest.approx(31.0)
     assert "naswot over all 6466 cells (103 s) picks a cell of 91.00 %" in study.markdown(rep)
+
+
+def test_run_locks(driver, tmp_path):
+    d = tmp_path / "lid-s0"
+    lock = driver.claim(d)
+    assert lock is not None and lock.read_text() == str(__import__("os").getpid())
+    assert driver.claim(d) is None                       # held by a live process (this one)
+    lock.write_text("999999999")                         # a dead process's lock is taken over
+    assert driver.claim(d) is not None
+
+
+def test_job_queue_order_and_warm_up_wait(driver, tmp_path, monkeypatch):
+    args = type("A", (), {"work": tmp_path, "seeds": [0, 1], "criteria": ["lid", "grad", "none"]})()
+    ready = {0: False, 1: False}
+    monkeypatch.setattr(driver, "warmup_ready", lambda a, s: ready[s])
+    q = driver.JobQueue(args)
+    c, s, lock = q.take()
+    assert (c, s) == ("lid", 0)                          # seed-major, lid first
+    c, s, lock = q.take()
+    assert (c, s) == ("lid", 1)                          # seed 0's others wait for its warm-up
+    assert q.take() == "wait"
+    ready[0] = True
+    assert q.take()[:2] == ("grad", 0)
+    (tmp_path / "none-s0").mkdir()
+    (tmp_path / "none-s0" / "result.json").write_text("{}")   # finished: skipped
+    assert q.take() == "wait"
+    ready[1] = True
+    assert [q.take()[:2] for _ in range(2)] == [("grad", 1), ("none", 1)]
+    assert q.take() is None

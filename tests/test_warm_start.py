@@ -106,3 +106,24 @@ def test_unusable_sources_are_refused(source, tmp_path):
     with pytest.raises(ValueError, match="not finished"):
         run_search(cfg)
     assert not (tmp_path / "out").exists()
+
+
+def test_source_readiness(source, tmp_path):
+    from naslid.warm_start import WarmStartNotReady, check_source_ready
+
+    check_source_ready(source / "lid")                   # a finished lid run
+    with pytest.raises(WarmStartNotReady, match="holds no naslid run"):
+        check_source_ready(tmp_path / "not-yet")
+    src = tmp_path / "half"
+    RunFolder.open(src, "abc", resume=False)
+    (src / "config.yaml").write_text((source / "lid" / "config.yaml").read_text())
+    with pytest.raises(WarmStartNotReady, match="has not started"):
+        check_source_ready(src)
+    state = torch.load(RunFolder(source / "lid", "").path("node-r"), weights_only=False)["state"]
+    RunFolder(src, "abc").save("node-r", dict(state, epoch=1))
+    with pytest.raises(WarmStartNotReady, match="not finished"):
+        check_source_ready(src)
+    RunFolder(src, "abc").save("node-r", dict(state, stage="leaf"))
+    with pytest.raises(ValueError, match="past the warm-up") as e:
+        check_source_ready(src)
+    assert not isinstance(e.value, WarmStartNotReady)    # it never will be ready

@@ -49,33 +49,56 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def load_warm_start(cfg) -> dict:
-    """The root checkpoint state at the end of the warm-up of the run folder ``cfg.warm_start``.
+class WarmStartNotReady(ValueError):
+    """The source run has not finished its warm-up (yet): a later call may succeed."""
 
-    ValueError naming ``config.warm_start`` when the folder holds no run, its warm-up is not
-    finished or not kept (a ``none`` run trains its root on past the warm-up), or it differs from
-    this run in a field the warm-up depends on (listed)."""
-    src = Path(cfg.warm_start)
-    where = f"config.warm_start: {str(src)!r}"
+
+def _read_source_config(src: Path, where: str, not_ready: type = ValueError) -> SearchConfig:
     if not (src / MANIFEST).is_file() or not (src / "config.yaml").is_file():
-        raise ValueError(f"{where} holds no naslid run ({MANIFEST} and config.yaml)")
+        raise not_ready(f"{where} holds no naslid run ({MANIFEST} and config.yaml)")
     RunFolder.read_manifest(src)
     try:
-        theirs = SearchConfig.from_yaml(src / "config.yaml", base=SearchConfig())
+        return SearchConfig.from_yaml(src / "config.yaml", base=SearchConfig())
     except ValueError as e:
         raise ValueError(f"{where}: its config.yaml cannot be read ({e})") from None
-    diff = _differences(warmup_identity(cfg), warmup_identity(theirs))
-    if diff:
-        raise ValueError(f"{where} warmed up differently; the warm-up depends on: " + "; ".join(diff))
+
+
+def _warmup_state(src: Path, where: str, target: int) -> dict:
+    """The source's root checkpoint when it holds the finished ``target``-epoch warm-up;
+    WarmStartNotReady while the warm-up runs, ValueError when the root trained on past it."""
     path = src / "ckpt" / f"{ROOT_CHECKPOINT}.pt"
     if not path.is_file():
-        raise ValueError(f"{where} has no root checkpoint ({path.name}); its warm-up has not started")
+        raise WarmStartNotReady(f"{where} has no root checkpoint ({path.name}); its warm-up has not started")
     state = load_checkpoint(path, name=ROOT_CHECKPOINT)
-    target = cfg.train.warmup_epochs[0]
     if state.get("stage") != WARMUP_STAGE:
         raise ValueError(f"{where}: its root trained on past the warm-up (stage {state.get('stage')!r}: "
                          f"criterion none keeps no warm-up checkpoint); warm-start from a run that splits")
     if state.get("epoch") != target:
-        raise ValueError(f"{where}: its warm-up is not finished ({state.get('epoch')} of {target} epochs); "
-                         f"resume that run first")
+        raise WarmStartNotReady(f"{where}: its warm-up is not finished ({state.get('epoch')} of {target} "
+                                f"epochs); resume that run first")
     return state
+
+
+def check_source_ready(src) -> None:
+    """Returns when run folder ``src`` holds a finished warm-up another run can adopt (its own
+    ``train.warmup_epochs[0]`` epochs); WarmStartNotReady while it does not yet, ValueError when it
+    never will (its root trained on past the warm-up)."""
+    src = Path(src)
+    where = f"warm-start source {str(src)!r}"
+    theirs = _read_source_config(src, where, WarmStartNotReady)
+    _warmup_state(src, where, theirs.train.warmup_epochs[0])
+
+
+def load_warm_start(cfg) -> dict:
+    """The root checkpoint state at the end of the warm-up of the run folder ``cfg.warm_start``.
+
+    ValueError naming ``config.warm_start`` when the folder holds no run, its warm-up is not
+    finished (``WarmStartNotReady``) or not kept (a ``none`` run trains its root on past the
+    warm-up), or it differs from this run in a field the warm-up depends on (listed)."""
+    src = Path(cfg.warm_start)
+    where = f"config.warm_start: {str(src)!r}"
+    theirs = _read_source_config(src, where)
+    diff = _differences(warmup_identity(cfg), warmup_identity(theirs))
+    if diff:
+        raise ValueError(f"{where} warmed up differently; the warm-up depends on: " + "; ".join(diff))
+    return _warmup_state(src, where, cfg.train.warmup_epochs[0])
