@@ -53,7 +53,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._version import __version__
+from .benchmark import Benchmark
+from .checkpoint import atomic_write_json, atomic_write_text
+from .config import SearchConfig
+from .data import make_loader
+from .evaluate import classify
 from .final_search import EVAL_SELECTION_SEED, evaluation_data
+from .ranking import ranking_metrics, sample_stratified_archs
+from .run_context import derive_seed
+from .training import build_optimizer, build_scheduler
 
 FORMAT = "naslid-standalone/1"
 PRESET = "cpu"
@@ -77,7 +86,6 @@ OPTION_OF = {"epochs": "--epochs", "seed": "--seed"}
 def protocol_config(data_file: str | os.PathLike | None = None):
     """The ``cpu`` preset with its CIFAR-10 read from the ``.npz`` file ``data_file`` (a
     ``SearchConfig``; the preset's command line passes ``--dataset npz --data-dir FILE``)."""
-    from .config import SearchConfig
 
     return SearchConfig.from_dict({"data": {"dataset": "npz",
                                             "data_dir": None if data_file is None else str(data_file)}},
@@ -148,8 +156,6 @@ def select_cells(benchmark, n: int, *, sample_size: int = 500, allow_few: bool =
     (its cells sorted by the first ``*_acc`` column, cut into ``n`` equal-count bins, one drawn per
     bin, seed ``SELECT_SEED``). Ascending ground-truth order. ValueError naming ``--cells`` for
     ``n`` below ``MIN_CELLS`` (unless ``allow_few``) or above ``sample_size``."""
-    from .benchmark import Benchmark
-    from .ranking import sample_stratified_archs
 
     check_cells(n, allow_few=allow_few, sample_size=sample_size)
     pool = sample_stratified_archs(benchmark, sample_size, SELECT_SEED)
@@ -195,7 +201,6 @@ def data_fingerprint(data) -> str:
 def cell_seeds(seed: int, arch_string: str) -> tuple[int, int]:
     """(initial-weights seed, data-order seed) of one cell: ``derive_seed`` of (seed, purpose,
     arch string), independent of any other cell."""
-    from .pipeline import derive_seed
 
     return derive_seed(seed, "standalone-init", arch_string), derive_seed(seed, "standalone-data", arch_string)
 
@@ -218,9 +223,6 @@ def train_standalone(space, arch, data, valid_batches, *, epochs: int, batch_siz
     cross-entropy, "train_loss", "train_acc": last epoch's means, "train_s": training wall seconds}.
     FloatingPointError on a non-finite training loss.
     """
-    from .data import make_loader
-    from .evaluate import classify
-    from .training import build_optimizer, build_scheduler
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"train_standalone: epochs must be a positive int, got {epochs!r}")
@@ -282,7 +284,6 @@ def provenance(device: str = "cpu") -> dict:
     """Where and with what a session ran: date (UTC), naslid version, git commit of this checkout
     (``-dirty`` with uncommitted changes to tracked files), CPU model, torch and Python versions,
     torch threads, device, command line."""
-    from ._version import __version__
 
     root = Path(__file__).resolve().parents[2]
     commit = None
@@ -362,7 +363,6 @@ def _format_row(row: Mapping) -> list[str]:
 
 def write_rows(path: str | os.PathLike, rows: Sequence[Mapping]) -> None:
     """Rewrite the CSV ``path`` atomically with ``rows`` (floats written exactly, ``repr``)."""
-    from .checkpoint import atomic_write_text
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -417,7 +417,6 @@ def run_cells(cells: Sequence[str], path: str | os.PathLike, settings: Mapping,
     the sidecar's ``sessions`` (with ``cells_to_train``) when there is something to train. After
     every cell the CSV is rewritten atomically, so a killed run keeps the finished cells and a
     rerun skips them."""
-    from .checkpoint import atomic_write_json
 
     path = Path(path)
     rows = check_cache(path, settings, data_fingerprint=data_fingerprint)
@@ -483,7 +482,6 @@ class StandaloneTruth:
         """``ranking.ranking_metrics`` of ``scores`` (arch string -> score, higher = better, e.g.
         a run's ``ranking.sampled_points``) against ``column`` over this truth's cells. ValueError
         listing the cells ``scores`` lacks."""
-        from .ranking import ranking_metrics
 
         missing = [a for a in self.archs if a not in scores]
         if missing:
@@ -514,7 +512,6 @@ def truth_report(rows: Sequence[Mapping], *, seed: int = 0) -> dict:
     accuracy (``standalone_acc``), minus the loss (``neg_standalone_loss``) and the parameter count
     (``params``, the free yardstick): ``{"n", "truth", "predictors": {name: ranking_metrics}}``
     (Kendall τ with its bootstrap 95 % interval, Spearman ρ, ...), plus the training seconds."""
-    from .ranking import ranking_metrics
 
     out = {"n": len(rows), "truth": TRUTH_COLUMN, "predictors": {},
            "train_s_total": float(sum(r["train_s"] for r in rows))}
