@@ -227,17 +227,20 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from naslid import study
 
+    from naslid.config import SearchConfig
     from naslid.standalone import load_standalone_truth
 
+    cfg = SearchConfig.preset_config(PRESET)
+    expect = {"C": cfg.space.C, "N": cfg.space.N, "image_size": cfg.data.image_size}
+    proxies = study.load_proxies(args.proxies, "--proxies", expect) if args.proxies else None
+    search = [study.load_proxies(f, "--proxy-search", dict(expect, cells="all")) for f in args.proxy_search or []]
     runs = study.load_runs(args.work, args.seeds, args.criteria)
     try:
         truth = load_standalone_truth(args.standalone, None) if args.standalone else None
     except FileNotFoundError as e:
         raise ValueError(f"--standalone: {e}") from None
     rep = study.paired_report(runs, seeds=args.seeds, criteria=args.criteria, min_seeds=args.min_seeds,
-                              partial=args.partial, proxies=study.load_proxies(args.proxies) if args.proxies else None,
-                              standalone=truth,
-                              proxy_search=[json.loads(Path(f).read_text()) for f in args.proxy_search or []])
+                              partial=args.partial, proxies=proxies, standalone=truth, proxy_search=search)
     md = study.markdown(rep)
     print(md)
     if args.json:

@@ -228,3 +228,16 @@ def test_job_queue_order_and_warm_up_wait(driver, tmp_path, monkeypatch):
     ready[1] = True
     assert [q.take()[:2] for _ in range(2)] == [("grad", 1), ("none", 1)]
     assert q.take() is None
+
+
+def test_proxy_files_of_another_setting_are_refused(tmp_path):
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps({"settings": {"C": 16, "N": 5, "image_size": 32}, "scores": {}}))
+    with pytest.raises(ValueError, match=r"--proxies: .* another setting: C \(16 there, 8 here\)"):
+        study.load_proxies(f, "--proxies", {"C": 8, "N": 5, "image_size": 32})
+    assert study.load_proxies(f, "--proxies", {"C": 16})["settings"]["N"] == 5
+    with pytest.raises(ValueError, match="--proxy-search: .* does not exist"):
+        study.load_proxies(tmp_path / "nope.json", "--proxy-search")
+    f.write_text("{}")
+    with pytest.raises(ValueError, match="not a proxy score file"):
+        study.load_proxies(f)

@@ -77,11 +77,20 @@ def run_row(result: Mapping) -> dict:
 # ------------------------------------------------------------------------------------------------
 # baselines: proxies and the stand-alone ground truth
 # ------------------------------------------------------------------------------------------------
-def load_proxies(path: str | Path) -> dict:
-    """``{"scores": {proxy: {seed: {arch: score}}}, ...}`` written by ``benchmarks/proxy_scores.py``."""
-    d = json.loads(Path(path).read_text())
-    if not isinstance(d, dict) or "scores" not in d:
-        raise ValueError(f"--proxies: {str(path)!r} is not a proxy score file (no 'scores')")
+def load_proxies(path: str | Path, option: str = "--proxies", expect: Mapping | None = None) -> dict:
+    """``{"settings", "scores": {proxy: {seed: {arch: score}}}, "best", "seconds"}`` written by
+    ``benchmarks/proxy_scores.py``; ``expect``: settings (e.g. C, N, image_size) the file must have
+    been computed with. ValueError naming ``option`` otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{option}: {str(p)!r} does not exist (benchmarks/proxy_scores.py writes it)")
+    d = json.loads(p.read_text())
+    if not isinstance(d, dict) or "scores" not in d or "settings" not in d:
+        raise ValueError(f"{option}: {str(p)!r} is not a proxy score file (no 'settings' / 'scores')")
+    diff = [f"{k} ({d['settings'].get(k)!r} there, {v!r} here)" for k, v in (expect or {}).items()
+            if d["settings"].get(k) != v]
+    if diff:
+        raise ValueError(f"{option}: {str(p)!r} was computed at another setting: " + "; ".join(diff))
     return d
 
 
@@ -289,6 +298,9 @@ def markdown(rep: Mapping) -> str:
                       f"{sa.get('tau_standalone_vs_benchmark', float('nan')):.3f}; τ(params, stand-alone) = "
                       f"{sa['tau_params_vs_standalone']:.3f}; τ(supernet −loss, stand-alone): "
                   + ", ".join(f"{c} {_fmt(v)}" for c, v in sa["tau_supernet_vs_standalone"].items())]
+    if rep.get("proxy_search"):
+        lines += ["", "The cell a zero-cost proxy picks when it scores every cell, beside the cells the searches "
+                      "found (NB201 `cifar10_valid_acc`):", ""]
     for name, per in rep.get("proxy_search", {}).items():
         for s, r in per.items():
             found = ", ".join(f"{c} {v:.2f} %" for c, v in r["found"].items() if v is not None)
