@@ -1,6 +1,6 @@
 """``run_search(config) -> SearchResult``: NAS-LID end to end, resumable and distributable.
 
-Stages (``naslid.md`` §2, §4), each in a module of its own:
+Stages (docs/method.md), each in a module of its own:
 
 1. prepare   validate the config, load the data, build the space, read the benchmark, check the
              output folder — every input error is raised here, before anything is written
