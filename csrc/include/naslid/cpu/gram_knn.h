@@ -120,6 +120,21 @@ struct TopK {
 
 constexpr int64_t kChunk = 64;
 
+// One chunk of squared distances d_c = max(0, n0 + nrm[c] - 2 g[c]) into buf (c < cl); true when
+// any of them is within its threshold thr_of(c) (a scalar for a row scan, per row for a column scan).
+template <typename T, typename Thr>
+inline bool chunk_distances(T n0, const T* g, const T* nrm, int64_t cl, T* buf, const Thr& thr_of) {
+  int any = 0;
+#pragma omp simd reduction(| : any)
+  for (int64_t c = 0; c < cl; ++c) {
+    T d = n0 + nrm[c] - T(2) * g[c];
+    d = d > T(0) ? d : T(0);
+    buf[c] = d;
+    any |= (d <= thr_of(c)) ? 1 : 0;
+  }
+  return any != 0;
+}
+
 // Row-direction scan: candidates j = j0 + c (c < len) for one row with norm ni, Gram values g[c],
 // reference norms nrm[c]; `skip` is a global index never inserted (the row itself, or -1).
 template <typename T>
@@ -129,15 +144,7 @@ inline void scan_row(TopK<T>& tk, int64_t row, T ni, const T* g, const T* nrm, i
   for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
     const int64_t cl = std::min(kChunk, len - c0);
     const T thr = tk.thr[row];
-    int any = 0;
-#pragma omp simd reduction(| : any)
-    for (int64_t c = 0; c < cl; ++c) {
-      T d = ni + nrm[c0 + c] - T(2) * g[c0 + c];
-      d = d > T(0) ? d : T(0);
-      buf[c] = d;
-      any |= (d <= thr) ? 1 : 0;
-    }
-    if (!any) continue;
+    if (!chunk_distances(ni, g + c0, nrm + c0, cl, buf, [thr](int64_t) { return thr; })) continue;
     for (int64_t c = 0; c < cl; ++c) {
       const int64_t j = j0 + c0 + c;
       if (buf[c] <= tk.thr[row] && j != skip) tk.insert(row, buf[c], j);
@@ -154,17 +161,10 @@ inline void scan_col(TopK<T>& tk, int64_t r, T nr, const T* g, const T* nrm, int
   const T* thr = tk.thr.data() + j0;
   for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
     const int64_t cl = std::min(kChunk, len - c0);
-    int any = 0;
-#pragma omp simd reduction(| : any)
+    const T* t = thr + c0;
+    if (!chunk_distances(nr, g + c0, nrm + c0, cl, buf, [t](int64_t c) { return t[c]; })) continue;
     for (int64_t c = 0; c < cl; ++c) {
-      T d = nr + nrm[c0 + c] - T(2) * g[c0 + c];
-      d = d > T(0) ? d : T(0);
-      buf[c] = d;
-      any |= (d <= thr[c0 + c]) ? 1 : 0;
-    }
-    if (!any) continue;
-    for (int64_t c = 0; c < cl; ++c) {
-      if (buf[c] <= thr[c0 + c]) tk.insert(j0 + c0 + c, buf[c], r);
+      if (buf[c] <= t[c]) tk.insert(j0 + c0 + c, buf[c], r);
     }
   }
 }
