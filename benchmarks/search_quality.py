@@ -241,6 +241,11 @@ def cmd_report(args) -> int:
         raise ValueError(f"--standalone: {e}") from None
     rep = study.paired_report(runs, seeds=args.seeds, criteria=args.criteria, min_seeds=args.min_seeds,
                               partial=args.partial, proxies=proxies, standalone=truth, proxy_search=search)
+    for (c, s), r in runs.items() if args.export else ():
+        if s in rep["seeds_complete"]:
+            d = Path(args.export) / f"{c}-s{s}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "result.json").write_text(json.dumps(study.trim_result(r)) + "\n")
     md = study.markdown(rep)
     print(md)
     if args.json:
@@ -283,6 +288,8 @@ def parse(argv=None):
     r.add_argument("--json", help="write the report as JSON")
     r.add_argument("--markdown", help="write the table as markdown")
     r.add_argument("--plot", help="write the paired Δτ plot (PNG)")
+    r.add_argument("--export", help="write the complete seeds' results, trimmed to what the report reads, "
+                                     "as <criterion>-s<seed>/result.json under this folder")
     r.add_argument("--doc", nargs="+", help="rewrite the table between the criteria-study markers of these files")
     args = p.parse_args(argv)
     check_args(args)

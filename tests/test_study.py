@@ -241,3 +241,14 @@ def test_proxy_files_of_another_setting_are_refused(tmp_path):
     f.write_text("{}")
     with pytest.raises(ValueError, match="not a proxy score file"):
         study.load_proxies(f)
+
+
+def test_trimmed_results_give_the_same_report():
+    runs = fake_runs()
+    for r in runs.values():
+        r["split_tree"]["r"]["split"]["vectors"] = [[1.0] * 50]
+        r["search"] = {"history": list(range(100))}
+    trimmed = {k: json.loads(json.dumps(study.trim_result(r))) for k, r in runs.items()}
+    assert "vectors" not in trimmed[("lid", 0)]["split_tree"]["r"]["split"] and "search" not in trimmed[("lid", 0)]
+    kw = dict(seeds=list(range(5)), criteria=["lid", "grad", "random", "none"], resamples=100)
+    assert study.paired_report(trimmed, **kw) == study.paired_report(runs, **kw)

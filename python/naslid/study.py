@@ -42,6 +42,23 @@ def load_runs(work: str | Path, seeds: Sequence[int], criteria: Sequence[str]) -
     return out
 
 
+def trim_result(result: Mapping) -> dict:
+    """The parts of a run's ``result.json`` the study reads (about a third of its size: the split
+    records' LID vectors and similarity matrices and the search history dropped), so that a
+    study's table can be kept and recomputed from a small folder (``report --export``)."""
+    keep = ("best_arch", "best_valid_acc", "best_valid_loss", "best_leaf", "best_arch_benchmark", "ranking",
+            "timings", "peak_memory_bytes", "extra_memory_bytes", "config", "config_hash", "data")
+    out = {k: result[k] for k in keep if k in result}
+    out["split_tree"] = {}
+    for nid, n in result["split_tree"].items():
+        split = n.get("split")
+        out["split_tree"][nid] = {
+            "history": n.get("history", []), "leaf": n.get("leaf"), "parent": n.get("parent"),
+            "split": None if split is None else {k: split.get(k) for k in
+                                                 ("split", "criterion", "chosen", "groups", "seconds", "lid_seconds")}}
+    return out
+
+
 def sampled_cells(result: Mapping) -> tuple[list[str], dict[str, list[float]], list[float]]:
     """(arch strings, {predictor: scores}, truth) of a run's ranking sample, in the run's order."""
     pts = result["ranking"]["sampled_points"]
