@@ -155,6 +155,10 @@ def verdict(ci: Sequence[float] | None, mean: float, resolves: bool, threshold: 
 # ------------------------------------------------------------------------------------------------
 # the report
 # ------------------------------------------------------------------------------------------------
+TABLE_KEYS = ("tau", "rho", "precision_at_10", "tau_acc", "tau_top", "found_acc", "split_s", "lid_s",
+              "split_extra_bytes", "wall_s")
+
+
 def paired_report(runs: Mapping, *, seeds: Sequence[int], criteria: Sequence[str], min_seeds: int = 5,
                   partial: bool = False, proxies: Mapping | None = None,
                   standalone=None, proxy_search: Sequence[Mapping] | None = None,
@@ -164,65 +168,87 @@ def paired_report(runs: Mapping, *, seeds: Sequence[int], criteria: Sequence[str
     names ``--seeds`` unless ``partial`` (then the intervals are marked as not resolving).
     ``standalone``: a ``naslid.standalone.StandaloneTruth`` (the stand-alone proxy ground truth);
     ``proxy_search``: ``proxy_scores.py --cells all`` documents (``proxy_search_section``)."""
-    complete = [s for s in seeds if all((c, s) in runs for c in criteria)]
+    complete = complete_seeds(runs, seeds, criteria, min_seeds, partial)
     resolves = len(complete) >= min_seeds
-    if not resolves and not partial:
-        raise ValueError(f"--seeds: {len(complete)} seed(s) {complete} complete for every criterion, the paired "
-                         f"interval needs --min-seeds {min_seeds} (or pass --partial)")
-    if not complete:
-        raise ValueError(f"--seeds: no seed of {list(seeds)} has finished every criterion {list(criteria)}")
-    cells, truth, pairing = {}, {}, {}
-    for s in complete:
-        ref_archs, _, ref_truth = sampled_cells(runs[(criteria[0], s)])
-        warm = warmup_losses(runs[(criteria[0], s)])
-        same_cells = all(sampled_cells(runs[(c, s)])[0] == ref_archs for c in criteria)
-        if not same_cells:
-            raise ValueError(f"seed {s}: the runs scored different cells (another benchmark or sample)")
-        pairing[s] = {"cells": len(ref_archs),
-                      "shared_warmup": all(warmup_losses(runs[(c, s)]) == warm for c in criteria)}
-        cells[s], truth[s] = ref_archs, ref_truth
+    cells, truth, pairing = check_pairing(runs, complete, criteria)
     rows = {c: {s: run_row(runs[(c, s)]) for s in complete} for c in criteria}
-    table = {c: {k: _summary([rows[c][s][k] for s in complete])
-                 for k in ("tau", "rho", "precision_at_10", "tau_acc", "tau_top", "found_acc", "split_s",
-                           "lid_s", "split_extra_bytes", "wall_s")} for c in criteria}
-    # baselines on the same cells: params / flops from the runs, proxies from their file
-    baselines = {}
+    table = {c: {k: _summary([rows[c][s][k] for s in complete]) for k in TABLE_KEYS} for c in criteria}
     ref = runs[(criteria[0], complete[0])]
-    for name in ("params", "flops"):
-        taus = [_tau(sampled_cells(runs[(criteria[0], s)])[1][name], truth[s]) for s in complete]
-        pre = [precision_at(sampled_cells(runs[(criteria[0], s)])[1][name], truth[s]) for s in complete]
-        baselines[name] = {"tau": _summary(taus), "precision_at_10": _summary(pre)}
-    if proxies is not None:
-        for name, by_seed in proxies["scores"].items():
-            taus, pre = [], []
-            for s in complete:
-                sc = by_seed.get(str(s)) or by_seed.get(s)
-                if sc is None:
-                    continue
-                v = _lowest_last([sc.get(a, math.nan) for a in cells[s]])
-                taus.append(_tau(v, truth[s]))
-                pre.append(precision_at(v, truth[s]))
-            baselines[name] = {"tau": _summary(taus), "precision_at_10": _summary(pre)}
-    paired = {}
-    for a, b in PAIRS:
-        if a not in criteria or b not in criteria:
-            continue
-        pa = [sampled_cells(runs[(a, s)])[1][SCORE] for s in complete]
-        pb = [sampled_cells(runs[(b, s)])[1][SCORE] for s in complete]
-        r = paired_delta_tau(pa, pb, [truth[s] for s in complete], resamples=resamples)
-        r["verdict"] = verdict(r["ci95"], r["mean"], resolves)
-        r["seeds"] = complete
-        paired[f"{a}-{b}"] = r
     rep = {"column": COLUMN, "score": SCORE, "threshold": NO_DIFFERENCE, "seeds_requested": list(seeds),
            "seeds_complete": complete, "min_seeds": min_seeds, "resolves": resolves, "pairing": pairing,
-           "criteria": list(criteria), "per_seed": rows, "table": table, "baselines": baselines,
-           "paired": paired, "cells": len(cells[complete[0]]),
+           "criteria": list(criteria), "per_seed": rows, "table": table,
+           "baselines": baselines(runs, complete, criteria[0], cells, truth, proxies),
+           "paired": paired_differences(runs, complete, criteria, truth, resolves, resamples),
+           "cells": len(cells[complete[0]]),
            "protocol": {k: ref["config"][k] for k in ("space", "data", "split", "train", "search", "benchmark")}}
     if standalone is not None:
         rep["standalone"] = standalone_section(runs, complete, criteria, standalone)
     if proxy_search:
         rep["proxy_search"] = proxy_search_section(rows, complete, proxy_search)
     return rep
+
+
+def complete_seeds(runs: Mapping, seeds: Sequence[int], criteria: Sequence[str], min_seeds: int,
+                   partial: bool) -> list[int]:
+    """The seeds every criterion has finished; ValueError naming ``--seeds`` when they are fewer
+    than ``min_seeds`` (unless ``partial``) or none."""
+    complete = [s for s in seeds if all((c, s) in runs for c in criteria)]
+    if len(complete) < min_seeds and not partial:
+        raise ValueError(f"--seeds: {len(complete)} seed(s) {complete} complete for every criterion, the paired "
+                         f"interval needs --min-seeds {min_seeds} (or pass --partial)")
+    if not complete:
+        raise ValueError(f"--seeds: no seed of {list(seeds)} has finished every criterion {list(criteria)}")
+    return complete
+
+
+def check_pairing(runs: Mapping, seeds: Sequence[int], criteria: Sequence[str]) -> tuple[dict, dict, dict]:
+    """Per seed: the cells (ValueError when the criteria scored different cells), their truth, and
+    the pairing record (cells, whether every criterion's warm-up loss history is identical)."""
+    cells, truth, pairing = {}, {}, {}
+    for s in seeds:
+        ref_archs, _, ref_truth = sampled_cells(runs[(criteria[0], s)])
+        if not all(sampled_cells(runs[(c, s)])[0] == ref_archs for c in criteria):
+            raise ValueError(f"seed {s}: the runs scored different cells (another benchmark or sample)")
+        warm = warmup_losses(runs[(criteria[0], s)])
+        pairing[s] = {"cells": len(ref_archs),
+                      "shared_warmup": all(warmup_losses(runs[(c, s)]) == warm for c in criteria)}
+        cells[s], truth[s] = ref_archs, ref_truth
+    return cells, truth, pairing
+
+
+def _baseline(values_per_seed: Sequence[Sequence[float]], truth_per_seed: Sequence[Sequence[float]]) -> dict:
+    return {"tau": _summary([_tau(v, t) for v, t in zip(values_per_seed, truth_per_seed)]),
+            "precision_at_10": _summary([precision_at(v, t) for v, t in zip(values_per_seed, truth_per_seed)])}
+
+
+def baselines(runs: Mapping, seeds: Sequence[int], criterion: str, cells: Mapping, truth: Mapping,
+              proxies: Mapping | None) -> dict:
+    """τ and precision@10 % of the free predictors on the same cells: the parameter count and
+    FLOPs (from ``criterion``'s runs) and each proxy of ``proxies`` (seeds it lacks are skipped)."""
+    out = {name: _baseline([sampled_cells(runs[(criterion, s)])[1][name] for s in seeds],
+                           [truth[s] for s in seeds]) for name in ("params", "flops")}
+    for name, by_seed in (proxies or {}).get("scores", {}).items():
+        have = [s for s in seeds if (by_seed.get(str(s)) or by_seed.get(s)) is not None]
+        scores = [by_seed.get(str(s)) or by_seed.get(s) for s in have]
+        out[name] = _baseline([_lowest_last([sc.get(a, math.nan) for a in cells[s]]) for s, sc in zip(have, scores)],
+                              [truth[s] for s in have])
+    return out
+
+
+def paired_differences(runs: Mapping, seeds: Sequence[int], criteria: Sequence[str], truth: Mapping,
+                       resolves: bool, resamples: int) -> dict:
+    """``PAIRS``' paired Δτ (``ranking.paired_delta_tau``) with their verdicts."""
+    out = {}
+    for a, b in PAIRS:
+        if a not in criteria or b not in criteria:
+            continue
+        pa = [sampled_cells(runs[(a, s)])[1][SCORE] for s in seeds]
+        pb = [sampled_cells(runs[(b, s)])[1][SCORE] for s in seeds]
+        r = paired_delta_tau(pa, pb, [truth[s] for s in seeds], resamples=resamples)
+        r["verdict"] = verdict(r["ci95"], r["mean"], resolves)
+        r["seeds"] = list(seeds)
+        out[f"{a}-{b}"] = r
+    return out
 
 
 def proxy_search_section(rows: Mapping, seeds: Sequence[int], docs: Sequence[Mapping]) -> dict:
