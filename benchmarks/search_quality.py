@@ -227,7 +227,9 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from naslid import study
 
+    from naslid.benchmark import load_benchmark
     from naslid.config import SearchConfig
+    from naslid.spaces import get_space
     from naslid.standalone import load_standalone_truth
 
     cfg = SearchConfig.preset_config(PRESET)
@@ -239,8 +241,11 @@ def cmd_report(args) -> int:
         truth = load_standalone_truth(args.standalone, None) if args.standalone else None
     except FileNotFoundError as e:
         raise ValueError(f"--standalone: {e}") from None
+    bench = load_benchmark(str(args.benchmark), get_space("nb201"))
+    top = study.top_fraction_threshold(bench.values(study.COLUMN))
     rep = study.paired_report(runs, seeds=args.seeds, criteria=args.criteria, min_seeds=args.min_seeds,
-                              partial=args.partial, proxies=proxies, standalone=truth, proxy_search=search)
+                              partial=args.partial, proxies=proxies, standalone=truth, proxy_search=search,
+                              top_threshold=top)
     for (c, s), r in runs.items() if args.export else ():
         if s in rep["seeds_complete"]:
             d = Path(args.export) / f"{c}-s{s}"

@@ -252,3 +252,41 @@ def test_trimmed_results_give_the_same_report():
     assert "vectors" not in trimmed[("lid", 0)]["split_tree"]["r"]["split"] and "search" not in trimmed[("lid", 0)]
     kw = dict(seeds=list(range(5)), criteria=["lid", "grad", "random", "none"], resamples=100)
     assert study.paired_report(trimmed, **kw) == study.paired_report(runs, **kw)
+
+
+def test_found_cells_in_the_top_fraction_are_counted():
+    runs = fake_runs()
+    for s, acc in enumerate([89.0, 89.65, 91.0, None, 89.64]):
+        runs[("lid", s)]["best_arch_benchmark"] = {"cifar10_valid_acc": acc} if acc is not None else None
+    rep = study.paired_report(runs, seeds=list(range(5)), criteria=["lid", "grad", "random", "none"],
+                              resamples=50, top_threshold=89.65)
+    # fake_result's found cell is 90.0 for the other criteria; lid: 89.65 and 91.0 reach 89.65
+    assert rep["found_top10"]["count"] == {"lid": 2, "grad": 5, "random": 5, "none": 5}
+    assert "lid 2 of 5 seeds" in study.markdown(rep)
+    assert "found_top10" not in study.paired_report(runs, seeds=list(range(5)),
+                                                    criteria=["lid", "none"], resamples=50)
+
+
+def test_top_fraction_threshold_against_a_sorted_list():
+    values = list(range(1, 101)) + [float("nan")]        # 1..100: the best 10 % are 91..100
+    assert study.top_fraction_threshold(values) == pytest.approx(np.quantile(np.arange(1, 101), 0.9))
+    assert 90 < study.top_fraction_threshold(values) <= 91
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ValueError, match="fraction"):
+            study.top_fraction_threshold(values, bad)
+    with pytest.raises(ValueError, match="finite"):
+        study.top_fraction_threshold([float("nan")])
+
+
+def test_nb201_top_ten_percent_threshold():
+    """NB201's cifar10_valid_acc: 15,625 cells, the best 10 % at 89.65 % or more (the issue's figure)."""
+    path = ROOT.parent / "shared" / "data" / "nb201_cifar10_valid.csv"
+    if not path.is_file():
+        pytest.skip(f"NB201 ground truth not found at {path} (see ../shared/data/README)")
+    from naslid.benchmark import load_benchmark
+    from naslid.spaces import get_space
+
+    values = load_benchmark(str(path), get_space("nb201")).values("cifar10_valid_acc")
+    t = study.top_fraction_threshold(values)
+    assert round(t, 2) == 89.65
+    assert np.mean(np.asarray(values) >= t) == pytest.approx(0.1, abs=1e-3)

@@ -162,12 +162,14 @@ TABLE_KEYS = ("tau", "rho", "precision_at_10", "tau_acc", "tau_top", "found_acc"
 def paired_report(runs: Mapping, *, seeds: Sequence[int], criteria: Sequence[str], min_seeds: int = 5,
                   partial: bool = False, proxies: Mapping | None = None,
                   standalone=None, proxy_search: Sequence[Mapping] | None = None,
-                  resamples: int = 2000) -> dict:
+                  top_threshold: float | None = None, resamples: int = 2000) -> dict:
     """The study's report (JSON-ready); see the module docstring. A seed counts when every
     criterion of it has finished; with fewer complete seeds than ``min_seeds`` a ValueError
     names ``--seeds`` unless ``partial`` (then the intervals are marked as not resolving).
     ``standalone``: a ``naslid.standalone.StandaloneTruth`` (the stand-alone proxy ground truth);
-    ``proxy_search``: ``proxy_scores.py --cells all`` documents (``proxy_search_section``)."""
+    ``proxy_search``: ``proxy_scores.py --cells all`` documents (``proxy_search_section``);
+    ``top_threshold``: the benchmark column's top-10 % threshold over the whole benchmark
+    (``top_fraction_threshold``), to count the seeds whose found cell reaches it."""
     complete = complete_seeds(runs, seeds, criteria, min_seeds, partial)
     resolves = len(complete) >= min_seeds
     cells, truth, pairing = check_pairing(runs, complete, criteria)
@@ -185,7 +187,28 @@ def paired_report(runs: Mapping, *, seeds: Sequence[int], criteria: Sequence[str
         rep["standalone"] = standalone_section(runs, complete, criteria, standalone)
     if proxy_search:
         rep["proxy_search"] = proxy_search_section(rows, complete, proxy_search)
+    if top_threshold is not None:
+        rep["found_top10"] = found_in_top(rows, complete, top_threshold)
     return rep
+
+
+def top_fraction_threshold(values: Sequence[float], fraction: float = 0.1) -> float:
+    """The value that the best ``fraction`` of ``values`` (a benchmark column, non-finite entries
+    ignored) reach: the (1 − fraction) quantile. NB201 ``cifar10_valid_acc``, 10 %: 89.65."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not 0 < fraction < 1 or not len(v):
+        raise ValueError(f"top_fraction_threshold: fraction {fraction} must lie in (0, 1) and values must "
+                         f"hold a finite number (got {len(v)})")
+    return float(np.quantile(v, 1.0 - fraction))
+
+
+def found_in_top(rows: Mapping, seeds: Sequence[int], threshold: float) -> dict:
+    """Per criterion, the seeds whose found cell reaches ``threshold`` (``run_row`` rows)."""
+    return {"threshold": threshold, "seeds": len(seeds),
+            "count": {c: sum(1 for s in seeds if (rows[c][s]["found_acc"] is not None
+                                                  and rows[c][s]["found_acc"] >= threshold))
+                      for c in rows}}
 
 
 def complete_seeds(runs: Mapping, seeds: Sequence[int], criteria: Sequence[str], min_seeds: int,
@@ -341,6 +364,10 @@ def markdown(rep: Mapping) -> str:
                       f"{sa.get('tau_standalone_vs_benchmark', float('nan')):.3f}; τ(params, stand-alone) = "
                       f"{sa['tau_params_vs_standalone']:.3f}; τ(supernet −loss, stand-alone): "
                   + ", ".join(f"{c} {_fmt(v)}" for c, v in sa["tau_supernet_vs_standalone"].items())]
+    if "found_top10" in rep:
+        f = rep["found_top10"]
+        lines += ["", f"Found cells in NB201's top 10 % (`{rep['column']}` ≥ {f['threshold']:.2f} %): "
+                  + ", ".join(f"{c} {n} of {f['seeds']} seeds" for c, n in f["count"].items()) + "."]
     if rep.get("proxy_search"):
         lines += ["", "The cell a zero-cost proxy picks when it scores every cell, beside the cells the searches "
                       "found (NB201 `cifar10_valid_acc`):", ""]
