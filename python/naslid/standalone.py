@@ -60,6 +60,7 @@ from .config import SearchConfig
 from .data import make_loader
 from .evaluate import classify
 from .final_search import EVAL_SELECTION_SEED, evaluation_data
+from .proxies import fresh_subnet
 from .ranking import ranking_metrics, sample_stratified_archs
 from .run_context import derive_seed
 from .training import build_optimizer, build_scheduler
@@ -228,10 +229,7 @@ def train_standalone(space, arch, data, valid_batches, *, epochs: int, batch_siz
         raise ValueError(f"train_standalone: epochs must be a positive int, got {epochs!r}")
     s = space.arch_to_string(space.arch_from_string(arch) if isinstance(arch, str) else arch)
     init_seed, data_seed = cell_seeds(seed, s)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        net = space.build_subnet(s)
-    net = net.to(device)
+    net = fresh_subnet(space, s, init_seed).to(device)
     loader = make_loader(data, "train", batch_size, seed=data_seed, drop_last=True)
     if len(loader) == 0:
         raise ValueError(f"train_standalone: batch_size {batch_size} exceeds the "
