@@ -64,9 +64,10 @@ def train_all(a: argparse.Namespace, settings: dict, echo=print) -> None:
     import torch
 
     from naslid.data import fixed_batches
+    from naslid.final_search import evaluation_data
     from naslid.pipeline import prepare
-    from naslid.standalone import (TRUTH_COLUMN, check_cache, data_fingerprint, eval_subset, protocol_config,
-                                   provenance, run_cells, select_cells, train_standalone)
+    from naslid.standalone import (TRUTH_COLUMN, check_cache, data_fingerprint, protocol_config, provenance,
+                                   run_cells, select_cells, train_standalone)
     from naslid.training import optim_config
 
     check_cache(a.out, settings)  # a cache of another setting is refused before the data loads
@@ -82,7 +83,7 @@ def train_all(a: argparse.Namespace, settings: dict, echo=print) -> None:
         raise ValueError(f"--benchmark {a.benchmark!r}: no {TRUTH_COLUMN} column (have {bench.acc_columns})")
     cells = select_cells(bench, a.cells, sample_size=cfg.benchmark.sample_size, allow_few=a.allow_few)
     device = torch.device(a.device)
-    scored = eval_subset(data, cfg.search.eval_images)
+    scored = evaluation_data(data, cfg.search.eval_images)
     valid = fixed_batches(scored, "valid", cfg.search.eval_batch_size, device=device)
     optim = optim_config(cfg.train)
     echo(f"standalone_truth: {len(cells)} cells, {a.epochs} epochs each, {space!r}, "
