@@ -74,6 +74,7 @@ def main(argv=None) -> int:
     import torch
 
     from naslid.benchmark import load_benchmark
+    from naslid.checkpoint import atomic_write_text
     from naslid.proxies import PROXIES, score_archs
     from naslid.spaces import get_space
 
@@ -114,9 +115,7 @@ def main(argv=None) -> int:
             doc["scores"].setdefault(name, {})[str(seed)] = {a: (v if math.isfinite(v) else None) for a, v in sc.items()}
             doc["seconds"].setdefault(name, {})[str(seed)] = sec
             doc["best"].setdefault(name, {})[str(seed)] = {"arch": best, COLUMN: acc[best], "cells": len(cells)}
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(doc, indent=0) + "\n")
-            tmp.replace(out)
+            atomic_write_text(out, json.dumps(doc, indent=0) + "\n")
             print(f"{name} seed {seed}: {len(cells)} cells in {sec:.0f} s; best {best} ({acc[best]:.2f} %)", flush=True)
     return 0
 

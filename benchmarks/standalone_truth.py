@@ -64,10 +64,11 @@ def train_all(a: argparse.Namespace, settings: dict, echo=print) -> None:
     import torch
 
     from naslid.data import fixed_batches
+    from naslid.final_search import evaluation_data
     from naslid.pipeline import prepare
-    from naslid.standalone import (TRUTH_COLUMN, check_cache, data_fingerprint, eval_subset, protocol_config,
-                                   provenance, run_cells, select_cells, train_standalone)
-    from naslid.training import OptimConfig
+    from naslid.standalone import (TRUTH_COLUMN, check_cache, data_fingerprint, protocol_config, provenance,
+                                   run_cells, select_cells, train_standalone)
+    from naslid.training import optim_config
 
     check_cache(a.out, settings)  # a cache of another setting is refused before the data loads
     cfg = protocol_config(a.data)
@@ -82,11 +83,9 @@ def train_all(a: argparse.Namespace, settings: dict, echo=print) -> None:
         raise ValueError(f"--benchmark {a.benchmark!r}: no {TRUTH_COLUMN} column (have {bench.acc_columns})")
     cells = select_cells(bench, a.cells, sample_size=cfg.benchmark.sample_size, allow_few=a.allow_few)
     device = torch.device(a.device)
-    scored = eval_subset(data, cfg.search.eval_images)
+    scored = evaluation_data(data, cfg.search.eval_images)
     valid = fixed_batches(scored, "valid", cfg.search.eval_batch_size, device=device)
-    t = cfg.train
-    optim = OptimConfig(lr=t.lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay,
-                        grad_clip=t.grad_clip).validate()
+    optim = optim_config(cfg.train)
     echo(f"standalone_truth: {len(cells)} cells, {a.epochs} epochs each, {space!r}, "
          f"{len(data.train)} training / {sum(len(y) for _, y in valid)} scored images, "
          f"{torch.get_num_threads()} thread(s), cache {a.out}")

@@ -13,9 +13,10 @@ import torch
 
 from naslid.config import SearchConfig
 from naslid.data import DataSplits, TensorImageSet, fixed_batches
+from naslid.final_search import evaluation_data
 from naslid.spaces import get_space
 from naslid.standalone import (MIN_CELLS, TRUTH_COLUMN, check_cache, check_cells,
-                               data_fingerprint, eval_subset, load_standalone_truth, provenance,
+                               data_fingerprint, load_standalone_truth, provenance,
                                run_cells, select_cells, settings_hash, sidecar_path,
                                standalone_settings, train_standalone, truth_report)
 from naslid.training import OptimConfig
@@ -204,14 +205,14 @@ def test_settings_are_the_cpu_presets():
         standalone_settings(epochs=0)
 
 
-def test_eval_subset_and_fingerprint():
+def test_evaluation_data_and_fingerprint():
     data = synthetic_splits(n_valid=200)
-    sub = eval_subset(data, 40)
+    sub = evaluation_data(data, 40)
     assert len(sub.valid) == 40 and torch.bincount(sub.valid.labels).tolist() == [10] * 4
-    assert eval_subset(data, 40).valid.labels.tolist() == sub.valid.labels.tolist()
-    assert eval_subset(data, None) is data
-    assert data_fingerprint(sub) == data_fingerprint(eval_subset(data, 40))
-    assert data_fingerprint(sub) != data_fingerprint(eval_subset(data, 41))
+    assert evaluation_data(data, 40).valid.labels.tolist() == sub.valid.labels.tolist()
+    assert evaluation_data(data, None) is data
+    assert data_fingerprint(sub) == data_fingerprint(evaluation_data(data, 40))
+    assert data_fingerprint(sub) != data_fingerprint(evaluation_data(data, 41))
 
 
 def test_too_few_cells_and_missing_files_are_refused(tmp_path):

@@ -36,6 +36,17 @@ def source(tmp_path_factory) -> Path:
     return tmp
 
 
+def none_config(out: Path):
+    return micro(out, split={"criterion": "none"}, train={"leaf_epochs": 2})
+
+
+@pytest.fixture(scope="module")
+def none_fresh(source) -> Path:
+    """A fresh criterion-none run (its root trains on past the warm-up), shared by the tests."""
+    run_search(none_config(source / "none-fresh"))
+    return source / "none-fresh"
+
+
 def test_warm_started_run_equals_a_fresh_run(source):
     fresh = micro(source / "random-fresh", split={"criterion": "random"})
     warm = micro(source / "random-warm", split={"criterion": "random"})
@@ -51,14 +62,12 @@ def test_warm_started_run_equals_a_fresh_run(source):
     assert all(torch.equal(b[k], c[k]) for k in b)           # random splits: the root keeps its warm-up
 
 
-def test_none_run_shares_the_warm_up(source):
+def test_none_run_shares_the_warm_up(source, none_fresh):
     """criterion none trains the adopted checkpoint on (leaf epochs) like a fresh none run."""
-    fresh = micro(source / "none-fresh", split={"criterion": "none"}, train={"leaf_epochs": 2})
-    warm = micro(source / "none-warm", split={"criterion": "none"}, train={"leaf_epochs": 2})
+    warm = none_config(source / "none-warm")
     warm.warm_start = str(source / "lid")
-    run_search(fresh)
     run_search(warm)
-    assert content(source / "none-warm") == content(source / "none-fresh")
+    assert content(source / "none-warm") == content(none_fresh)
 
 
 def test_leaf_fields_do_not_change_the_warm_up_identity(tmp_path):
@@ -83,16 +92,13 @@ def test_mismatched_source_is_refused_before_work(source, tmp_path, change, mess
     assert not (tmp_path / "out").exists()
 
 
-def test_unusable_sources_are_refused(source, tmp_path):
+def test_unusable_sources_are_refused(source, none_fresh, tmp_path):
     cfg = micro(tmp_path / "out", split={"criterion": "random"})
     cfg.warm_start = str(tmp_path / "missing")
     with pytest.raises(ValueError, match="holds no naslid run"):
         run_search(cfg)
     # a none run trains its root on past the warm-up: nothing to adopt
-    cfg.warm_start = str(source / "none-fresh") if (source / "none-fresh").exists() else None
-    if cfg.warm_start is None:
-        run_search(micro(source / "none-fresh", split={"criterion": "none"}, train={"leaf_epochs": 2}))
-        cfg.warm_start = str(source / "none-fresh")
+    cfg.warm_start = str(none_fresh)
     with pytest.raises(ValueError, match="past the warm-up"):
         run_search(cfg)
     # an unfinished warm-up

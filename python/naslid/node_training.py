@@ -21,7 +21,7 @@ from .data import BatchLoader, make_loader
 from .distributed import GradAllReduce, ShardedForward
 from .run_context import RunContext
 from .tree import LEAF_STAGE, stage_after, warmup_stage
-from .training import OptimConfig, build_optimizer, build_scheduler, train_epoch
+from .training import build_optimizer, build_scheduler, optim_config, train_epoch
 
 
 @dataclass
@@ -44,12 +44,6 @@ class _Start:
     epoch: int
     total_before: int
     history: list
-
-
-def optim_config(train) -> OptimConfig:
-    """The ``OptimConfig`` of a config's ``train`` section."""
-    return OptimConfig(lr=train.lr, momentum=train.momentum, nesterov=train.nesterov,
-                       weight_decay=train.weight_decay, grad_clip=train.grad_clip).validate()
 
 
 class NodeTrainer:

@@ -11,7 +11,7 @@ Three channels, decided once per run (``Progress.for_run``):
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterable, TextIO
+from typing import Callable, Iterable
 
 from tqdm.auto import tqdm
 
@@ -26,12 +26,11 @@ class Progress:
         self.epoch_lines = epoch_lines
 
     @classmethod
-    def for_run(cls, echo: Callable[[str], None] | None, *, quiet: bool, is_main: bool,
-                stream: TextIO | None = None) -> "Progress":
-        """Bars when ``stream`` (default stderr) is a terminal, else one line per epoch; neither
-        when ``quiet`` or not on rank 0."""
+    def for_run(cls, echo: Callable[[str], None] | None, *, quiet: bool, is_main: bool) -> "Progress":
+        """Bars when stderr is a terminal, else one line per epoch; neither when ``quiet`` or not
+        on rank 0."""
         shown = not quiet and is_main
-        bars = shown and (stream if stream is not None else sys.stderr).isatty()
+        bars = shown and sys.stderr.isatty()
         return cls(echo, bars=bars, epoch_lines=shown and not bars)
 
     def status(self, message: str) -> None:

@@ -186,8 +186,7 @@ def paired_delta_tau(pred_a: Sequence[Sequence[float]], pred_b: Sequence[Sequenc
         boots.append(bootstrap_kendall_taus(a, t, resamples, seed + i)
                      - bootstrap_kendall_taus(b, t, resamples, seed + i))
     d = np.stack(boots)                                               # (k, resamples)
-    pick = np.random.default_rng(int(seed)).integers(0, k, size=(int(resamples), k)) if k > 1 \
-        else np.zeros((int(resamples), 1), dtype=np.int64)
+    pick = bootstrap_indices(k, resamples, seed) if k > 1 else np.zeros((int(resamples), 1), dtype=np.int64)
     means = np.nanmean(d[pick, np.arange(int(resamples))[:, None]], axis=1)
     means = means[np.isfinite(means)]
     a_ = (1.0 - level) / 2 * 100

@@ -52,9 +52,12 @@ class RunStore:
 
     def node_or_parent(self, node: dict) -> dict | None:
         """The state of ``node`` (a record with ``id`` and ``parent``), or its parent's when the
-        node has none yet (a child before its first epoch, a leaf trained no further)."""
+        node has none yet (a child before its first epoch, a leaf trained no further); None for
+        a root without one."""
         state = self.node(node["id"])
-        return state if state is not None else self.node(node["parent"])
+        if state is not None or not node["parent"]:
+            return state
+        return self.node(node["parent"])
 
     # ----- splits ----------------------------------------------------------------------------------
     def split_record(self, node_id: str, level: int) -> dict | None:

@@ -59,7 +59,8 @@ from .checkpoint import atomic_write_json, atomic_write_text
 from .config import SearchConfig
 from .data import make_loader
 from .evaluate import classify
-from .final_search import EVAL_SELECTION_SEED, evaluation_data
+from .final_search import EVAL_SELECTION_SEED
+from .proxies import fresh_subnet
 from .ranking import ranking_metrics, sample_stratified_archs
 from .run_context import derive_seed
 from .training import build_optimizer, build_scheduler
@@ -180,15 +181,10 @@ def check_cells(n, *, allow_few: bool = False, sample_size: int = 500) -> None:
 # ------------------------------------------------------------------------------------------------
 # training and evaluation of one cell
 # ------------------------------------------------------------------------------------------------
-def eval_subset(data, images: int | None):
-    """``data`` with its validation split cut to the pipeline's evaluation images
-    (``naslid.final_search.evaluation_data``: the same definition, not a copy)."""
-    return evaluation_data(data, images)
-
-
 def data_fingerprint(data) -> str:
     """sha256 (16 hex digits) of the training images and labels, the validation images and labels
-    (pass ``eval_subset(data, n)`` to cover exactly the evaluation images) and the normalisation."""
+    (pass ``naslid.final_search.evaluation_data(data, n)`` to cover exactly the evaluation images)
+    and the normalisation."""
     h = hashlib.sha256()
     for split in (data.train, data.valid):
         idx = torch.arange(len(split))
@@ -215,7 +211,7 @@ def train_standalone(space, arch, data, valid_batches, *, epochs: int, batch_siz
         data: ``DataSplits`` / ``SearchData``; trains on ``data.train`` (its own augmentation
             setting, last partial batch dropped).
         valid_batches: list of (x float32 (B, C, H, W), y int64 (B,)) to score on
-            (``fixed_batches(eval_subset(data, n), "valid", ...)``).
+            (``fixed_batches(evaluation_data(data, n), "valid", ...)``).
         epochs, batch_size: the schedule; ``optim``: ``training.OptimConfig`` (SGD, grad clip,
             cosine to ``eta_min`` over ``epochs * batches per epoch`` steps).
         seed: with the arch string, seeds the initial weights and the data order (``cell_seeds``).
@@ -228,10 +224,7 @@ def train_standalone(space, arch, data, valid_batches, *, epochs: int, batch_siz
         raise ValueError(f"train_standalone: epochs must be a positive int, got {epochs!r}")
     s = space.arch_to_string(space.arch_from_string(arch) if isinstance(arch, str) else arch)
     init_seed, data_seed = cell_seeds(seed, s)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        net = space.build_subnet(s)
-    net = net.to(device)
+    net = fresh_subnet(space, s, init_seed).to(device)
     loader = make_loader(data, "train", batch_size, seed=data_seed, drop_last=True)
     if len(loader) == 0:
         raise ValueError(f"train_standalone: batch_size {batch_size} exceeds the "

@@ -19,7 +19,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .ranking import bootstrap_kendall_ci, paired_delta_tau, precision_at, rank_correlations
+from .ranking import (bootstrap_indices, bootstrap_kendall_ci, paired_delta_tau, precision_at,
+                      rank_correlations)
 
 COLUMN = "cifar10_valid_acc"
 NO_DIFFERENCE = 0.05
@@ -132,8 +133,7 @@ def _summary(values: Sequence[float | None]) -> dict:
         return {"n": 0, "mean": None, "sd": None, "ci95": None}
     ci = None
     if len(v) > 1:
-        rng = np.random.default_rng(0)
-        boot = np.asarray(v)[rng.integers(0, len(v), size=(2000, len(v)))].mean(axis=1)
+        boot = np.asarray(v)[bootstrap_indices(len(v), 2000, 0)].mean(axis=1)
         ci = [float(x) for x in np.percentile(boot, [2.5, 97.5])]
     return {"n": len(v), "mean": statistics.mean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0, "ci95": ci}
 

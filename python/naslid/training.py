@@ -62,6 +62,13 @@ class OptimConfig:
         return asdict(self)
 
 
+def optim_config(train) -> OptimConfig:
+    """The (validated) ``OptimConfig`` of a search config's ``train`` section: what the pipeline's
+    nodes and ``naslid.standalone``'s cells train with."""
+    return OptimConfig(lr=train.lr, momentum=train.momentum, nesterov=train.nesterov,
+                       weight_decay=train.weight_decay, grad_clip=train.grad_clip).validate()
+
+
 def build_optimizer(parameters: Iterable[nn.Parameter] | nn.Module, cfg: OptimConfig
                     ) -> torch.optim.SGD:
     """SGD over ``parameters`` (or a module's) with ``cfg``'s lr/momentum/nesterov/weight decay."""

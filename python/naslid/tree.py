@@ -127,10 +127,8 @@ class TreeScheduler:
 def complete_records(tree: dict, store, space) -> None:
     """Add ``num_archs``, ``epochs`` (total trained) and ``history`` (per-epoch loss, accuracy, ...)
     to every node record, from the node's checkpoint (a leaf trained no further: its parent's)."""
-    for nid, node in tree.items():
-        state = store.node(nid)
+    for node in tree.values():
+        state = store.node_or_parent(node)
         node["num_archs"] = space.num_archs(space.mask_from_json(node["mask"]))
-        if state is None and node["parent"]:
-            state = store.node(node["parent"])
         node["epochs"] = state["epochs_total"] if state else None
         node["history"] = state["history"] if state else []
