@@ -3,7 +3,6 @@ on NB201 subnets, and the bad-input errors. A few seconds on one thread."""
 from __future__ import annotations
 
 import math
-import time
 from fractions import Fraction
 
 import numpy as np
@@ -345,19 +344,16 @@ def test_nb201_naswot_equals_kernel_of_the_subnet(nb201, images):
     assert P.proxy_score("naswot", nb201, s, batch=images, seed=2) == P.naswot_logdet(K)
 
 
-def test_score_archs_twenty_nb201_cells_fast(nb201, images):
+def test_score_archs_twenty_nb201_cells(nb201, images):
     g = torch.Generator().manual_seed(0)
     archs = [nb201.sample(None, g) for _ in range(20)]
-    t0 = time.perf_counter()
     syn = P.score_archs("synflow", nb201, archs, seed=0)
     nw = P.score_archs("naswot", nb201, [nb201.arch_to_string(a) for a in archs], batch=images)
-    elapsed = time.perf_counter() - t0
     keys = list(dict.fromkeys(nb201.arch_to_string(a) for a in archs))
     assert list(syn) == keys and list(nw) == keys
     assert all(v >= 0 and not math.isnan(v) for v in syn.values())
     assert all(not math.isnan(v) for v in nw.values())
     assert syn[keys[3]] == P.proxy_score("synflow", nb201, archs[3])
-    assert elapsed < 15.0, f"40 proxy evaluations took {elapsed:.1f} s"
 
 
 def test_mobile_spaces():
