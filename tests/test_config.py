@@ -327,3 +327,30 @@ def test_missing_files_are_found_when_the_run_is_prepared(override, field, msg, 
     with pytest.raises(ValueError, match=rf"^config\.{field}: '/nonexistent.*' {msg}"):
         prepare(c)
     assert not (tmp_path / "o").exists()
+
+
+def test_nb201_supernet_without_bn_affine_from_the_command_line():
+    """``--set "space.options={affine: false}"`` trains the NB201 supernet with BatchNorm without
+    affine weights (docs/search.md, BN probes): every BN of the supernet loses its weight and bias,
+    and, as in NB201's own code, the convolution before each such BN takes a bias instead: the
+    parameter count drops by exactly one per channel of those BNs."""
+    import torch
+
+    from naslid.spaces import get_space
+
+    args = build_parser().parse_args(["search", "--set", "space.options={affine: false}"])
+    cfg = resolve_config(args)
+    assert cfg.space.options == {"affine": False}
+    plain = get_space("nb201", **SearchConfig().space_options(10, 3, 16))
+    bare = get_space("nb201", **cfg.space_options(10, 3, 16))
+    def bn_flags(space):
+        return {name: (m.affine, m.num_features) for name, m in space.build_supernet().named_modules()
+                if isinstance(m, torch.nn.BatchNorm2d)}
+
+    on, off = bn_flags(plain), bn_flags(bare)
+    assert on.keys() == off.keys()
+    turned = [name for name in on if on[name][0] and not off[name][0]]
+    # NB201's flag covers the cell ops and the reduction blocks; the stem and the last BN keep theirs
+    assert len(turned) > len(on) - 3 and all(name.startswith("cells.") for name in turned)
+    n = lambda space: sum(p.numel() for p in space.build_supernet().parameters())
+    assert n(plain) - n(bare) == sum(on[name][1] for name in turned)
