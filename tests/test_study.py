@@ -290,3 +290,21 @@ def test_nb201_top_ten_percent_threshold():
     t = study.top_fraction_threshold(values)
     assert round(t, 2) == 89.65
     assert np.mean(np.asarray(values) >= t) == pytest.approx(0.1, abs=1e-3)
+
+
+def test_committed_criteria_study_report_recomputes_from_its_raw_results():
+    """docs/search_results/criteria_study: the trimmed runs, proxy scores and the stand-alone cache
+    committed with the study give back the committed report.json, number for number."""
+    from naslid.standalone import load_standalone_truth
+
+    d = ROOT / "docs" / "search_results" / "criteria_study"
+    committed = json.loads((d / "report.json").read_text())
+    seeds, criteria = committed["seeds_complete"], committed["criteria"]
+    runs = study.load_runs(d, seeds, criteria)
+    rep = study.paired_report(
+        runs, seeds=seeds, criteria=criteria, proxies=study.load_proxies(d / "proxies_sample.json"),
+        standalone=load_standalone_truth(ROOT / "benchmarks" / "data" / "standalone_cpu.csv", None),
+        proxy_search=[study.load_proxies(d / f) for f in ("synflow_all_best.json", "naswot_all_best.json")],
+        top_threshold=committed["found_top10"]["threshold"])
+    assert json.loads(json.dumps(rep)) == committed
+    assert len(seeds) >= 5 and committed["resolves"]
