@@ -25,8 +25,8 @@ stand-alone cache (``benchmarks/standalone_truth.py``), τ against the stand-alo
 
     python benchmarks/search_quality.py run    --work /tmp/study --seeds 0 1 2 3 4 --workers 2
     python benchmarks/search_quality.py report --work /tmp/study --seeds 0 1 2 3 4 \\
-        --json docs/search_results/criteria_study.json --markdown docs/search_results/criteria_study.md \\
-        --plot docs/figures/criteria_delta_tau.png
+        --json docs/search_results/criteria_study/report.json --plot docs/figures/criteria_delta_tau.png
+        (the options that add the baselines and rewrite the docs: docs/search.md)
 
 Bad input (a missing data or benchmark file, fewer seeds than the interval needs, a run folder of
 another protocol) is refused with a message naming the option before any run starts.
