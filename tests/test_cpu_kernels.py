@@ -98,6 +98,26 @@ def test_ties_go_to_lower_index(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_long_row_scans_with_ties_and_duplicates(dtype):
+    """Rows whose scan is longer than the seeding prefix (gram_knn.h seed_row: 256 candidates
+    selected with nth_element before the running insertion): a 4-D integer lattice (625 points,
+    many exactly equal distances) with 50 exact duplicates, symmetric and cross path, batched knn
+    and the per-layer path of lid_profile, equal to the float64 brute force index for index."""
+    pts = torch.tensor(list(itertools.product(range(-2, 3), repeat=4)), dtype=torch.float64)
+    pts = pts[torch.randperm(len(pts), generator=torch.Generator().manual_seed(1))]
+    x = torch.cat([pts, pts[:50]]).to(dtype)[None].contiguous()  # 675 x 4
+    for y in (x, x.clone()):
+        for k in (12, 30):
+            d, i = ops.knn(x, y, k, True)
+            od, oi = knn_oracle(x, y, k, True)
+            assert torch.equal(d.double(), od) and torch.equal(i, oi)
+    prof = ops.lid_profile([x[0], (x[0] * 0.5).contiguous()], 12, "naslid")
+    ref = knn_lid_oracle(x[0], 12, "naslid", lid_cap(dtype))
+    torch.testing.assert_close(prof[0].double(), ref, rtol=TOL[dtype], atol=0)
+    torch.testing.assert_close(prof[1], prof[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_all_equal_points_and_equidistant_cap(dtype):
     """All points equal: every distance 0 -> LID 0. A regular simplex: equidistant -> the cap."""
     x = torch.full((1, 10, 4), 1.5, dtype=dtype)
