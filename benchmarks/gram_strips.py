@@ -14,21 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import statistics
 
 import torch
 
-from ops_speed import case_layers
+from ops_speed import case_layers, timed
 
 
 def median_ms(fn, repeats: int) -> float:
     fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * sorted(times)[len(times) // 2]
+    return 1e3 * statistics.median(timed(fn, repeats))
 
 
 def strips(layers, bs: int) -> None:

@@ -109,6 +109,16 @@ def rss_kb(field: str) -> int:
     return 0
 
 
+def timed(fn, repeats: int) -> list[float]:
+    """Wall seconds of ``repeats`` calls of ``fn`` (warm it up first)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def worker(impl: str, case: str, repeats: int, threads: int) -> dict:
     import torch
 
@@ -127,11 +137,7 @@ def worker(impl: str, case: str, repeats: int, threads: int) -> dict:
     fn(layers)  # warm-up (and the peak-memory pass)
     peak = rss_kb("VmHWM") - base
     fn(layers)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(layers)
-        times.append(time.perf_counter() - t0)
+    times = timed(lambda: fn(layers), repeats)
     return {"impl": impl, "case": case, "ms": 1e3 * statistics.median(times), "ms_all": [1e3 * t for t in times],
             "peak_extra_mb": peak / 1024.0}
 
@@ -145,12 +151,7 @@ def sgemm_rate(threads: int) -> float:
     a = torch.randn(2048, 2048)
     for _ in range(2):
         torch.mm(a, a)
-    ts = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        torch.mm(a, a)
-        ts.append(time.perf_counter() - t0)
-    return 2 * 2048 ** 3 / statistics.median(ts) / 1e9
+    return 2 * 2048 ** 3 / statistics.median(timed(lambda: torch.mm(a, a), 5)) / 1e9
 
 
 # ----- driver side ------------------------------------------------------------------------------
