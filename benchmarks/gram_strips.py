@@ -1,14 +1,15 @@
-"""Why ext stays above the symmetric floor at small N: the Gram product as row strips.
+"""The symmetric path's Gram strips: BLAS calls against naslid's FMA micro-kernels, one thread.
 
-The CPU engine (csrc/include/naslid/cpu/gram_knn.h) computes the lower triangle of X·Xᵀ as row
-strips ``X[b0:b0+bs] · X[b0:]ᵀ`` (bs = 32 rows at N ≤ 160, 64 up to 1536): about 0.5 + bs/(2N) of the
-full product's FLOPs, run by the BLAS torch links. This script times those strips against full
-products for the NB201 LID profile of ``benchmarks/ops_speed.py`` (17 layers), on one thread:
+The CPU engine (csrc/include/naslid/cpu/gram_knn.h) computes the upper block-triangle of X·Xᵀ as row
+strips ``X[b0:b0+bs] · X[b0:]ᵀ``: about 0.5 + bs/(2N) of the full product's FLOPs. In float32 it
+runs them with the FMA micro-kernels of csrc/cpu/sym_gram.cpp (which skip the tiles below the
+diagonal), elsewhere with the BLAS torch links. This script times, for the NB201 LID profile of
+``benchmarks/ops_speed.py`` (17 layers), full products, BLAS strips and each kernel this CPU has
+(``naslid_ext._ops._C._gram_strip``), strip heights from 16 to 128 rows:
 
     python benchmarks/gram_strips.py --n 128 256 512
 
-A strip time close to the full product's means the strips run far below the GEMM rate, and only a
-SYRK kernel for the diagonal blocks would bring ext nearer the floor (half the full product).
+Times relative to the full products say how close each is to its FLOP share.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import statistics
 import torch
 
 from ops_speed import case_layers, timed
+
+KERNELS = ["avx2", "avx512"]
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -32,9 +35,28 @@ def strips(layers, bs: int) -> None:
             f[b0:b0 + bs] @ f[b0:].T
 
 
+def kernel_strips(layers, bs: int, kernel: str) -> None:
+    from naslid_ext import _ops
+
+    for f in layers:
+        for b0 in range(0, f.shape[0], bs):
+            _ops._C._gram_strip(f[b0:], min(bs, f.shape[0] - b0), kernel)
+
+
 def strip_flop_share(n: int, bs: int) -> float:
     """FLOPs of the strips as a share of the full N×N product."""
     return sum(min(bs, n - b0) * (n - b0) for b0 in range(0, n, bs)) / n**2
+
+
+def available_kernels() -> list[str]:
+    try:
+        from naslid_ext import _ops
+    except ImportError:
+        return []
+    if not _ops.ext_loaded():
+        return []
+    best = _ops._C.cpu_sym_kernel_supported()
+    return KERNELS[: KERNELS.index(best) + 1] if best in KERNELS else []
 
 
 def main(argv=None) -> list[dict]:
@@ -51,6 +73,9 @@ def main(argv=None) -> list[dict]:
         row = {"n": n, "full_ms": median_ms(lambda: [f @ f.T for f in layers], a.repeats)}
         row["strips_ms"] = {bs: median_ms(lambda: strips(layers, bs), a.repeats) for bs in a.strips if bs <= n}
         row["strip_flop_share"] = {bs: strip_flop_share(n, bs) for bs in row["strips_ms"]}
+        for kern in available_kernels():
+            row[f"{kern}_ms"] = {bs: median_ms(lambda: kernel_strips(layers, bs, kern), a.repeats)
+                                 for bs in row["strips_ms"]}
         print(json.dumps(row))
         rows.append(row)
     return rows

@@ -8,6 +8,8 @@ measured in this one run.
 
 Implementations (all: per-point MLE LID with k = 20 neighbours, self excluded, mean per layer):
   ext          ``torch.ops.naslid.lid_profile`` (all layers in one call; the C++ kernels)
+  ext_blas     ext with the symmetric strips computed by the BLAS (``NASLID_CPU_SYRK=blas``) instead of
+               the FMA micro-kernels: what the kernels gain
   ext_layers   ``naslid_ext.lid`` once per layer, as the search's split step calls it (FeatureTap)
   torch        plain torch as a user would write it: ``mm`` -> in-place ``sq_j - 2 g`` -> ``topk(k+1)``
                -> LID (float32, default matmul precision)
@@ -34,7 +36,9 @@ from pathlib import Path
 K = 20
 NB201_DIMS = [16 * 32 * 32] * 5 + [32 * 16 * 16] * 6 + [64 * 8 * 8] * 6
 CASES = ["nb201_N128", "nb201_N256", "nb201_N512", "nb201_N1024", "set_4096x512", "set_10000x128"]
-IMPLS = ["ext", "ext_layers", "torch", "faiss", "full_gemm"]
+IMPLS = ["ext", "ext_blas", "ext_layers", "torch", "faiss", "full_gemm"]
+# environment switches that change the instruction sets used (recorded in the report when set)
+ISA_SWITCHES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "NASLID_CPU_SYRK")
 MARK_BEGIN, MARK_END = "<!-- BEGIN ops-speed -->", "<!-- END ops-speed -->"
 
 
@@ -65,7 +69,7 @@ def _lid_from_sq(sq):
 def make_impl(name: str):
     import torch
 
-    if name == "ext":
+    if name in ("ext", "ext_blas"):
         import naslid_ext._C  # noqa: F401  (registers torch.ops.naslid)
 
         return lambda layers: torch.ops.naslid.lid_profile(layers, K, "naslid").mean(1)
@@ -120,6 +124,8 @@ def timed(fn, repeats: int) -> list[float]:
 
 
 def worker(impl: str, case: str, repeats: int, threads: int) -> dict:
+    if impl == "ext_blas":  # read once by the extension: set before it loads
+        os.environ["NASLID_CPU_SYRK"] = "blas"
     import torch
 
     torch.set_num_threads(threads)
@@ -138,8 +144,13 @@ def worker(impl: str, case: str, repeats: int, threads: int) -> dict:
     peak = rss_kb("VmHWM") - base
     fn(layers)
     times = timed(lambda: fn(layers), repeats)
-    return {"impl": impl, "case": case, "ms": 1e3 * statistics.median(times), "ms_all": [1e3 * t for t in times],
-            "peak_extra_mb": peak / 1024.0}
+    row = {"impl": impl, "case": case, "ms": 1e3 * statistics.median(times), "ms_all": [1e3 * t for t in times],
+           "peak_extra_mb": peak / 1024.0, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if impl.startswith("ext"):
+        from naslid_ext import _ops
+
+        row["sym_kernel"] = _ops._C.cpu_sym_kernel()
+    return row
 
 
 def sgemm_rate(threads: int) -> float:
@@ -186,16 +197,17 @@ def flops_sym(case: str) -> float:
 
 def table(rows: list[dict], rate: float) -> str:
     by = {(r["case"], r["impl"]): r for r in rows}
-    lines = ["| case | ext ms | ext_layers ms | torch ms | faiss ms | full X·Xᵀ ms | symmetric floor ms | "
-             "ext vs torch | ext vs best other | ext / sym. floor |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| case | ext ms | ext_blas ms | ext_layers ms | torch ms | faiss ms | full X·Xᵀ ms | "
+             "symmetric floor ms | ext vs torch | ext vs best other | ext / sym. floor |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in dict.fromkeys(r["case"] for r in rows):
         ms = {i: by[(c, i)]["ms"] for i in IMPLS if (c, i) in by}
         floor = flops_sym(c) / (rate * 1e9) * 1e3
         others = [ms[i] for i in ("torch", "faiss") if i in ms]
         e = ms.get("ext")
         f = lambda i: f"{ms[i]:.1f}" if i in ms else "–"  # noqa: E731
-        lines.append(f"| {c} | {f('ext')} | {f('ext_layers')} | {f('torch')} | {f('faiss')} | {f('full_gemm')} | "
+        lines.append(f"| {c} | {f('ext')} | {f('ext_blas')} | {f('ext_layers')} | {f('torch')} | {f('faiss')} | "
+                     f"{f('full_gemm')} | "
                      f"{floor:.1f} | {ms['torch'] / e:.2f}x | {min(others) / e:.2f}x | {e / floor:.2f}x |")
     return "\n".join(lines)
 
@@ -228,8 +240,13 @@ def main(argv=None) -> int:
             rows.append(sub(["--worker", i, c, "--repeats", str(a.repeats), "--threads", str(a.threads)]))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    caps = sorted({r["torch_cpu_capability"] for r in rows})
+    kern = sorted({r["sym_kernel"] for r in rows if r["impl"] == "ext"})
+    forced = [f"{v}={os.environ[v]}" for v in ISA_SWITCHES if v in os.environ]
     head = (f"CPU: {info['model']}, {a.threads} threads of {info['cores']} cores, instruction sets "
             f"{', '.join(info['isa']) or 'unknown'}; measured sgemm {rate:.0f} GFLOP/s (2048² torch.mm). "
+            f"torch CPU capability {'/'.join(caps)}, ext's symmetric kernel {'/'.join(kern) or '–'}"
+            + (f", set by {' '.join(forced)}" if forced else "") + ". "
             f"Run of {stamp}, each implementation in its own process, median of {a.repeats}.")
     md = head + "\n\n" + table(rows, rate)
     mem = [r for r in rows if r["case"] == "set_10000x128"]
@@ -238,6 +255,7 @@ def main(argv=None) -> int:
     print(md)
     if a.json:
         Path(a.json).write_text(json.dumps({"cpu": info, "sgemm_gflops": rate, "threads": a.threads,
+                                            "isa_switches": forced,
                                             "when": stamp, "rows": rows}, indent=1))
     if a.markdown:
         Path(a.markdown).write_text(md + "\n")

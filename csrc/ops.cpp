@@ -14,6 +14,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "naslid/cpu/sym_gram.h"
 #include "naslid/exact_gemm.h"
 
 TORCH_LIBRARY(naslid, m) {
@@ -30,6 +31,35 @@ std::string precision_inside_guard() {
   naslid::Float32PrecisionGuard guard;
   return at::precision2str(
       at::globalContext().float32Precision(at::Float32Backend::MKLDNN, at::Float32Op::MATMUL));
+}
+
+// X[0:rows] · Xᵀ (rows, N) for X (N, D) float32 by the symmetric path's FMA micro-kernel `kernel`
+// ("avx2" | "avx512"; tests compare it with a float64 product).
+at::Tensor gram_strip(const at::Tensor& x, int64_t rows, const std::string& kernel) {
+  TORCH_CHECK_VALUE(x.dim() == 2 && x.scalar_type() == at::kFloat && x.device().is_cpu(),
+                    "_gram_strip: x must be a 2-D float32 CPU tensor, got ", x.sizes(), " ",
+                    x.scalar_type(), " on ", x.device());
+  TORCH_CHECK_VALUE(rows >= 0 && rows <= x.size(0), "_gram_strip: rows (", rows,
+                    ") must be in [0, N = ", x.size(0), "]");
+  naslid::cpu::SymKernel kern;
+  if (kernel == "avx2") {
+    kern = naslid::cpu::SymKernel::kAvx2;
+  } else if (kernel == "avx512") {
+    kern = naslid::cpu::SymKernel::kAvx512;
+  } else {
+    TORCH_CHECK_VALUE(false, "_gram_strip: kernel must be 'avx2' or 'avx512', got '", kernel, "'");
+  }
+  const at::Tensor xc = x.contiguous();
+  at::Tensor out = at::empty({rows, xc.size(0)}, xc.options());
+  naslid::cpu::gram_strip_f32(kern, xc.data_ptr<float>(), xc.size(1), rows, xc.size(0), xc.size(1),
+                              out.data_ptr<float>());
+  return out;
+}
+
+std::string cpu_sym_kernel() { return naslid::cpu::sym_kernel_name(naslid::cpu::sym_kernel()); }
+
+std::string cpu_sym_kernel_supported() {
+  return naslid::cpu::sym_kernel_name(naslid::cpu::sym_kernel_supported());
 }
 
 bool built_with_cuda() {
@@ -49,4 +79,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_gemm_backend", &naslid::cpu_gemm_backend,
         "'blas' when CPU Gram products call the BLAS directly, 'aten' when they run at::mm under a "
         "full-precision guard (naslid/exact_gemm.h).");
+  m.def("cpu_sym_kernel", &cpu_sym_kernel,
+        "The float32 Gram kernel of the symmetric CPU path: 'avx512' | 'avx2' | 'blas' "
+        "(naslid/cpu/sym_gram.h; NASLID_CPU_SYRK and torch's CPU capability choose it).");
+  m.def("cpu_sym_kernel_supported", &cpu_sym_kernel_supported,
+        "The best float32 Gram kernel this CPU can run: 'avx512' | 'avx2' | 'blas'.");
+  m.def("_gram_strip", &gram_strip, "x[:rows] @ x.T by the FMA micro-kernel 'avx2'|'avx512' (tests).",
+        pybind11::arg("x"), pybind11::arg("rows"), pybind11::arg("kernel"));
 }

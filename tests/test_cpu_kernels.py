@@ -279,7 +279,8 @@ def test_ops_accept_non_contiguous_input():
     x = torch.randn(1, 4, 12).transpose(1, 2)  # (1, 12, 4), non-contiguous
     assert not x.is_contiguous()
     d, i = ops.knn(x, x, 3, True)
-    d0, i0 = ops.knn(x.contiguous(), x.contiguous(), 3, True)
+    xc = x.contiguous()
+    d0, i0 = ops.knn(xc, xc, 3, True)  # the same tensor twice: the symmetric path, like (x, x)
     assert torch.equal(d, d0) and torch.equal(i, i0)
     assert torch.equal(ops.knn_lid(x, 3, "naslid"), ops.knn_lid(x.contiguous(), 3, "naslid"))
     assert torch.equal(ops.lid_profile([x[0]], 3, "naslid"), ops.lid_profile([x[0].contiguous()], 3, "naslid"))

@@ -25,8 +25,10 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
+#include "naslid/cpu/sym_gram.h"
 #include "naslid/exact_gemm.h"
 #include "naslid/lid_math.h"
 
@@ -219,11 +221,35 @@ inline at::Tensor wrap(const T* p, int64_t rows, int64_t D) {
                        at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
 }
 
-// Block rows per GEMM tile of the symmetric path.
-inline int64_t sym_block_rows(int64_t N) {
+// The kernel for the symmetric strips of a float32 set with D features (kBlas for float64).
+template <typename T>
+inline SymKernel strip_kernel(int64_t D) {
+  return std::is_same_v<T, float> ? sym_kernel_for(D) : SymKernel::kBlas;
+}
+
+// Block rows per strip of the symmetric path. BLAS strips: small blocks keep the wasted part of
+// the diagonal blocks small. FMA micro-kernels: they skip the tiles below the diagonal, so larger
+// blocks (multiples of their 6- and 4-row tiles) re-read the data less often.
+inline int64_t sym_block_rows(int64_t N, SymKernel kern) {
+  if (kern != SymKernel::kBlas && N <= 1536) return N <= 160 ? 96 : 192;
   if (N <= 160) return 32;
   if (N <= 1536) return 64;
   return 256;
+}
+
+// Strip tile (rows, cols) = X[b0 : b0+rows] · X[b0 : b0+cols]ᵀ of the symmetric path (X (N, D)
+// row-major) by `kern` (strip_kernel): an FMA micro-kernel of naslid/cpu/sym_gram.h, or the BLAS.
+template <typename T>
+inline void sym_strip(SymKernel kern, at::Tensor& tile, const at::Tensor& X, int64_t b0, int64_t rows,
+                      int64_t cols) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (kern != SymKernel::kBlas) {
+      gram_strip_f32(kern, X.data_ptr<float>() + b0 * X.stride(0), X.stride(0), rows, cols,
+                     X.size(1), tile.data_ptr<float>());
+      return;
+    }
+  }
+  gram_mm_cpu(tile, X.narrow(0, b0, rows), X.narrow(0, b0, cols));
 }
 
 template <typename T>
@@ -287,7 +313,8 @@ inline void refine(TopK<T>& tk, const T* Xq, const T* Xr, int64_t D, const T* nq
 template <typename T>
 inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vector<T>& nrm,
                        bool skip_self) {
-  const int64_t bs = std::min(sym_block_rows(N), N);
+  const SymKernel kern = strip_kernel<T>(D);
+  const int64_t bs = std::min(sym_block_rows(N, kern), N);
   const int64_t nblk = (N + bs - 1) / bs;
   const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
   at::Tensor tbuf = at::empty({bs * N}, opts);
@@ -297,7 +324,7 @@ inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vect
   for (int64_t blk = nblk - 1; blk >= 0; --blk) {
     const int64_t b0 = blk * bs, b1 = std::min(N, b0 + bs), rows = b1 - b0, cols = N - b0;
     at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
-    gram_mm_cpu(tile, X.narrow(0, b0, rows), X.narrow(0, b0, cols));
+    sym_strip<T>(kern, tile, X, b0, rows, cols);
     const T* t = tile.data_ptr<T>();
     for (int64_t r = 0; r < rows; ++r) nrm[b0 + r] = t[r * cols + r];
     // offset statistics: sum over the full Gram matrix (off-block entries count twice)
@@ -410,7 +437,8 @@ inline void merge_into(TopK<T>& tk, const TopK<T>& other, bool par) {
 template <typename T>
 inline void sym_parallel(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, const std::vector<T>& nrm,
                          bool skip_self) {
-  const int64_t bs = std::min(sym_block_rows(N), N);
+  const SymKernel kern = strip_kernel<T>(D);
+  const int64_t bs = std::min(sym_block_rows(N, kern), N);
   const int64_t nblk = (N + bs - 1) / bs;
   const int64_t nth = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), nblk));
   const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
@@ -427,7 +455,7 @@ inline void sym_parallel(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, const s
       for (int64_t blk = next.fetch_add(1); blk < nblk; blk = next.fetch_add(1)) {
         const int64_t b0 = blk * bs, b1 = std::min(N, b0 + bs), rows = b1 - b0, cols = N - b0;
         at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
-        gram_mm_cpu(tile, X.narrow(0, b0, rows), X.narrow(0, b0, cols));
+        sym_strip<T>(kern, tile, X, b0, rows, cols);
         const T* t = tile.data_ptr<T>();
         const T* nb = nrm.data() + b0;
         for (int64_t r = 0; r < rows; ++r) {

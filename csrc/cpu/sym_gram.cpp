@@ -1,0 +1,221 @@
+// FMA micro-kernels for strips of a symmetric float32 Gram matrix (contract and reasons in
+// csrc/include/naslid/cpu/sym_gram.h). Each kernel is compiled for its instruction set with a
+// target attribute and chosen at run time, so one build runs on AVX2-only and AVX-512 CPUs.
+#include "naslid/cpu/sym_gram.h"
+
+#include <ATen/Version.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NASLID_X86_KERNELS 1
+#include <immintrin.h>
+#endif
+
+namespace naslid {
+namespace cpu {
+namespace {
+
+// Features per chunk: a chunk of the strip's rows (4 KB each) stays in L2 while the micro-tiles
+// sweep it. Measured best or within 2 % of best at N = 128..512 (docs/ops_benchmarks.md).
+constexpr int64_t kKc = 1024;
+
+#ifdef NASLID_X86_KERNELS
+
+// The micro-tile loop shared by both instruction sets. V: vector type; W: lanes; R x C tile; P
+// columns per panel. For every chunk [k0, k0 + kc) of features, every panel of P columns (its
+// chunk, P x 4 KB, stays in L2 while the row tiles sweep it) and every tile (r0.., c0..) with
+// c0 >= r0: R·C accumulators of lane-wise products, then one horizontal sum each, stored (first
+// chunk) or added. Rows/columns past the end read the last one again (their sums are dropped).
+// MASK(rem) is the tail mask of a chunk with `rem` features past its last full vector;
+// STORE(acc_row, o, nc, first) sums a row's C accumulators horizontally into o[0 .. nc).
+#define NASLID_SYM_KERNEL_BODY(LOAD, MLOAD, FMA, ZERO, STORE, MASK)                                \
+  for (int64_t k0 = 0; k0 < D; k0 += kKc) {                                                        \
+    const int64_t kl = std::min(kKc, D - k0), kv = kl / W * W;                                     \
+    const int rem = int(kl - kv);                                                                  \
+    const auto mask = MASK(rem);                                                                   \
+    const bool first = k0 == 0;                                                                    \
+    for (int64_t p0 = 0; p0 < cols; p0 += P) {                                                     \
+      const int64_t p1 = std::min(cols, p0 + P);                                                   \
+      for (int64_t r0 = 0; r0 < rows && r0 < p1; r0 += R) {                                        \
+        const float* a[R];                                                                         \
+        for (int i = 0; i < R; ++i) a[i] = X + std::min<int64_t>(r0 + i, rows - 1) * ld + k0;      \
+        for (int64_t c0 = std::max(r0, p0); c0 < p1; c0 += C) {                                    \
+          const float* b[C];                                                                       \
+          for (int j = 0; j < C; ++j) b[j] = X + std::min<int64_t>(c0 + j, p1 - 1) * ld + k0;      \
+          V acc[R][C];                                                                             \
+          _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i)                                      \
+              _Pragma("GCC unroll 8") for (int j = 0; j < C; ++j) acc[i][j] = ZERO;                \
+          for (int64_t k = 0; k < kv; k += W) {                                                    \
+            V av[R];                                                                               \
+            _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) av[i] = LOAD(a[i] + k);            \
+            _Pragma("GCC unroll 8") for (int j = 0; j < C; ++j) {                                  \
+              const V bv = LOAD(b[j] + k);                                                         \
+              _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) acc[i][j] = FMA(av[i], bv, acc[i][j]); \
+            }                                                                                      \
+          }                                                                                        \
+          if (rem != 0) {                                                                          \
+            V av[R];                                                                               \
+            _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) av[i] = MLOAD(a[i] + kv, mask);    \
+            _Pragma("GCC unroll 8") for (int j = 0; j < C; ++j) {                                  \
+              const V bv = MLOAD(b[j] + kv, mask);                                                 \
+              _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) acc[i][j] = FMA(av[i], bv, acc[i][j]); \
+            }                                                                                      \
+          }                                                                                        \
+          const int nc = int(std::min<int64_t>(C, p1 - c0));                                       \
+          _Pragma("GCC unroll 8") for (int i = 0; i < R; ++i) {                                    \
+            if (r0 + i >= rows) break;                                                             \
+            STORE(acc[i], out + (r0 + i) * cols + c0, nc, first);                                  \
+          }                                                                                        \
+        }                                                                                          \
+      }                                                                                            \
+    }                                                                                              \
+  }
+
+// AVX-512: 6 x 4 tile, 24 accumulators + 6 row vectors + 1 column vector of the 32 registers.
+// The 4 sums of a row: lanes summed pairwise by unpack/shuffle, then the four 128-bit quarters.
+__attribute__((target("avx512f,tune=generic"))) inline void store4_avx512(const __m512* a, float* o,
+                                                                         int nc, bool first) {
+  const __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(a[0], a[1]), _mm512_unpackhi_ps(a[0], a[1]));
+  const __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(a[2], a[3]), _mm512_unpackhi_ps(a[2], a[3]));
+  const __m512 t = _mm512_add_ps(_mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(t),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
+  const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  if (nc == 4) {
+    _mm_storeu_ps(o, first ? q : _mm_add_ps(_mm_loadu_ps(o), q));
+    return;
+  }
+  alignas(16) float v[4];
+  _mm_store_ps(v, q);
+  for (int j = 0; j < nc; ++j) o[j] = first ? v[j] : o[j] + v[j];
+}
+
+#define NASLID_MASK16(rem) __mmask16((1u << (rem)) - 1u)
+#define NASLID_MLOAD16(p, m) _mm512_maskz_loadu_ps(m, p)
+__attribute__((target("avx512f,tune=generic"))) void strip_avx512(const float* X, int64_t ld, int64_t rows,
+                                                     int64_t cols, int64_t D, float* out) {
+  constexpr int R = 6, C = 4, W = 16;
+  constexpr int64_t P = 32 * C;
+  using V = __m512;
+  NASLID_SYM_KERNEL_BODY(_mm512_loadu_ps, NASLID_MLOAD16, _mm512_fmadd_ps, _mm512_setzero_ps(),
+                         store4_avx512, NASLID_MASK16)
+}
+#undef NASLID_MASK16
+#undef NASLID_MLOAD16
+
+// AVX2: 4 x 3 tile, 12 accumulators + 4 row vectors + 1 column vector of the 16 registers.
+alignas(32) const int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+__attribute__((target("avx2,fma,tune=generic"))) inline void store_avx2(const __m256* a, float* o,
+                                                                        int nc, bool first) {
+  for (int j = 0; j < nc; ++j) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(a[j]), _mm256_extractf128_ps(a[j], 1));
+    const __m128 s2 = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    const float v = _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+    o[j] = first ? v : o[j] + v;
+  }
+}
+
+#define NASLID_MASK8(rem) _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - (rem)))
+#define NASLID_MLOAD8(p, m) _mm256_maskload_ps(p, m)
+__attribute__((target("avx2,fma,tune=generic"))) void strip_avx2(const float* X, int64_t ld, int64_t rows,
+                                                    int64_t cols, int64_t D, float* out) {
+  constexpr int R = 4, C = 3, W = 8;
+  constexpr int64_t P = 32 * C;
+  using V = __m256;
+  NASLID_SYM_KERNEL_BODY(_mm256_loadu_ps, NASLID_MLOAD8, _mm256_fmadd_ps, _mm256_setzero_ps(),
+                         store_avx2, NASLID_MASK8)
+}
+#undef NASLID_MASK8
+#undef NASLID_MLOAD8
+
+#undef NASLID_SYM_KERNEL_BODY
+
+#endif  // NASLID_X86_KERNELS
+
+SymKernel parse_kernel(const char* s, SymKernel fallback) {
+  if (s == nullptr) return fallback;
+  if (std::strcmp(s, "blas") == 0) return SymKernel::kBlas;
+  if (std::strcmp(s, "avx2") == 0) return SymKernel::kAvx2;
+  if (std::strcmp(s, "avx512") == 0) return SymKernel::kAvx512;
+  return fallback;
+}
+
+}  // namespace
+
+const char* sym_kernel_name(SymKernel k) {
+  switch (k) {
+    case SymKernel::kAvx512:
+      return "avx512";
+    case SymKernel::kAvx2:
+      return "avx2";
+    default:
+      return "blas";
+  }
+}
+
+SymKernel sym_kernel_supported() {
+#ifdef NASLID_X86_KERNELS
+  static const SymKernel k = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return SymKernel::kAvx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SymKernel::kAvx2;
+    return SymKernel::kBlas;
+  }();
+  return k;
+#else
+  return SymKernel::kBlas;
+#endif
+}
+
+SymKernel sym_kernel() {
+  static const SymKernel k = [] {
+    const SymKernel cpu = sym_kernel_supported();
+    const std::string cap = at::get_cpu_capability();  // "AVX512" | "AVX2" | "DEFAULT" | ...
+    const SymKernel torch_cap = cap == "AVX512" ? SymKernel::kAvx512
+                                : cap == "AVX2" ? SymKernel::kAvx2
+                                                : SymKernel::kBlas;
+    const SymKernel want = parse_kernel(std::getenv("NASLID_CPU_SYRK"), torch_cap);
+    return static_cast<int>(want) <= static_cast<int>(cpu) ? want : cpu;
+  }();
+  return k;
+}
+
+SymKernel sym_kernel_for(int64_t D) {
+  const SymKernel k = sym_kernel();
+  if (k == SymKernel::kAvx512) return D >= 128 ? k : SymKernel::kBlas;
+  if (k == SymKernel::kAvx2) return D >= 256 ? k : SymKernel::kBlas;
+  return SymKernel::kBlas;
+}
+
+void gram_strip_f32(SymKernel kern, const float* X, int64_t ld, int64_t rows, int64_t cols,
+                    int64_t D, float* out) {
+  TORCH_CHECK(rows >= 0 && rows <= cols, "gram_strip_f32: rows (", rows, ") must be in [0, cols = ",
+              cols, "]");
+  TORCH_CHECK(kern != SymKernel::kBlas &&
+                  static_cast<int>(kern) <= static_cast<int>(sym_kernel_supported()),
+              "gram_strip_f32: kernel '", sym_kernel_name(kern), "' is not available on this CPU "
+              "(best: '", sym_kernel_name(sym_kernel_supported()), "')");
+  if (rows == 0) return;
+  if (D == 0) {
+    std::fill(out, out + rows * cols, 0.f);
+    return;
+  }
+#ifdef NASLID_X86_KERNELS
+  if (kern == SymKernel::kAvx512) {
+    strip_avx512(X, ld, rows, cols, D, out);
+  } else {
+    strip_avx2(X, ld, rows, cols, D, out);
+  }
+#endif
+  for (int64_t r = 1; r < rows; ++r)  // the diagonal block's lower triangle, from its upper one
+    for (int64_t c = 0; c < r; ++c) out[r * cols + c] = out[c * cols + r];
+}
+
+}  // namespace cpu
+}  // namespace naslid

@@ -1,0 +1,52 @@
+// Strips of a symmetric float32 Gram matrix by hand-written FMA micro-kernels (AVX2 and AVX-512),
+// for the symmetric k-NN path of csrc/include/naslid/cpu/gram_knn.h.
+//
+// Why not the BLAS: the symmetric path needs the strips X_b · X_{b0:}ᵀ of a small set (N = 128 is
+// NAS-LID's batch) with a large feature dimension. As separate sgemm calls they are 62.5 % of the
+// full product's FLOPs but take ~80 % of its time (each call repacks the later rows), and torch's
+// BLAS exports no SYRK. The kernels here compute dot products of rows directly from the row-major
+// data, R rows by C columns at a time with R·C vector accumulators, over chunks of kKc features
+// (the strip's chunk stays in L2), and only the micro-tiles on or above the diagonal. They run at
+// about the full sgemm's rate, so the strip costs about its FLOP share (docs/ops_benchmarks.md).
+//
+// Numerics: float32 products with FMA, per-lane sums over a chunk, one float sum per chunk: the same
+// error class as the BLAS's blocked sums (the k-NN engine's refinement and tie handling are
+// unchanged). Whatever torch's matmul precision flags say, never bf16/TF32.
+//
+// Kernel choice (read once): NASLID_CPU_SYRK = blas | avx2 | avx512 forces one (a kernel the CPU
+// lacks falls back to the best it has); otherwise it follows torch's CPU capability
+// (at::get_cpu_capability(), so ATEN_CPU_CAPABILITY=avx2 selects the AVX2 kernel as it does for
+// ATen's own kernels) and the CPU's instruction sets. Off x86-64, and for float64, the BLAS strips.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace naslid {
+namespace cpu {
+
+enum class SymKernel { kBlas = 0, kAvx2 = 1, kAvx512 = 2 };
+
+// "blas" | "avx2" | "avx512".
+const char* sym_kernel_name(SymKernel k);
+
+// The best kernel this CPU can run (kBlas off x86-64 or without AVX2+FMA).
+SymKernel sym_kernel_supported();
+
+// The kernel the symmetric path uses (NASLID_CPU_SYRK, torch's CPU capability, the CPU; read once).
+SymKernel sym_kernel();
+
+// The kernel for float32 strips with D features: sym_kernel(), or kBlas where the BLAS is as fast
+// (few features: the per-tile horizontal sums outweigh the short dot products; measured
+// crossover D = 128 for AVX-512, 256 for AVX2, docs/ops_benchmarks.md).
+SymKernel sym_kernel_for(int64_t D);
+
+// Strip of the Gram matrix of X (row-major, row stride ld >= D, 64-bit sizes):
+//   out[r * cols + c] = <X[r], X[c]>  for 0 <= r < rows, 0 <= c < cols (rows <= cols),
+// i.e. X[0:rows] · X[0:cols]ᵀ, (rows, cols) row-major. The diagonal block (c < rows) is computed
+// once and mirrored, so it is exactly symmetric. `kern` must not be kBlas and must be supported.
+void gram_strip_f32(SymKernel kern, const float* X, int64_t ld, int64_t rows, int64_t cols,
+                    int64_t D, float* out);
+
+}  // namespace cpu
+}  // namespace naslid

@@ -1,0 +1,144 @@
+"""The FMA micro-kernels of the symmetric CPU path (csrc/cpu/sym_gram.cpp) against float64
+products, the choice among them (NASLID_CPU_SYRK, torch's CPU capability, the CPU), and the whole
+ops run with each kernel forced, against the float64 oracle.
+
+Both kernels run on an AVX-512 CPU (the AVX2 one needs only AVX2 + FMA), so one machine tests
+both; a kernel the CPU lacks is skipped with the CPU's best named.
+"""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from naslid_ext import _ops
+
+pytestmark = pytest.mark.skipif(not _ops.ext_loaded(), reason="naslid_ext._C is not built")
+
+ORDER = ["blas", "avx2", "avx512"]
+
+
+def _best() -> str:
+    return _ops._C.cpu_sym_kernel_supported()
+
+
+def _need(kernel: str):
+    if ORDER.index(kernel) > ORDER.index(_best()):
+        pytest.skip(f"this CPU runs at most the {_best()!r} kernel, not {kernel!r}")
+
+
+# (N, D, rows): rows that are not multiples of the 6- and 4-row tiles, columns that end inside a
+# tile and cross the 96/128-column panels, D below one vector, with a tail, over one 1024-feature
+# chunk with and without a tail, and rows = 0.
+SHAPES = [(1, 1, 1), (2, 3, 1), (7, 5, 7), (13, 16, 5), (33, 17, 33), (50, 1024, 17),
+          (61, 1041, 61), (130, 2049, 48), (300, 40, 100), (257, 8, 256), (9, 30, 0)]
+
+
+@pytest.mark.parametrize("kernel", ["avx2", "avx512"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_gram_strip_matches_float64(kernel, shape):
+    _need(kernel)
+    n, d, rows = shape
+    g = torch.Generator().manual_seed(n * 1000 + d)
+    x = torch.randn(n, d, generator=g)
+    x[::2].relu_()  # half the rows with exact zeros, like ReLU features
+    got = _ops._C._gram_strip(x, rows, kernel)
+    assert got.shape == (rows, n) and got.dtype == torch.float32
+    xd = x.double()
+    ref = xd[:rows] @ xd.T
+    nrm = xd.norm(dim=1)
+    scale = (nrm[:rows, None] * nrm[None, :]).clamp_min(1e-30)
+    # float32 products summed per lane, then per chunk: error ~ sqrt(D) eps |x_r| |x_c|
+    tol = 4 * 2.0 ** -24 * max(1.0, math.sqrt(d))
+    err = (got.double() - ref).abs() / scale
+    assert err.numel() == 0 or float(err.max()) <= tol
+    diag = got[:, :rows]
+    assert torch.equal(diag, diag.T)  # the diagonal block is mirrored: exactly symmetric
+
+
+def test_gram_strip_rejects_bad_arguments():
+    x = torch.randn(5, 3)
+    with pytest.raises(ValueError, match="kernel must be 'avx2' or 'avx512'"):
+        _ops._C._gram_strip(x, 2, "sse")
+    with pytest.raises(ValueError, match=r"rows \(6\) must be in \[0, N = 5\]"):
+        _ops._C._gram_strip(x, 6, "avx2")
+    with pytest.raises(ValueError, match="2-D float32"):
+        _ops._C._gram_strip(x.double(), 2, "avx2")
+
+
+def test_gram_strip_names_a_kernel_the_cpu_lacks():
+    missing = [k for k in ("avx2", "avx512") if ORDER.index(k) > ORDER.index(_best())]
+    if not missing:
+        pytest.skip(f"this CPU runs every kernel (best {_best()!r})")
+    with pytest.raises(RuntimeError, match=f"kernel '{missing[-1]}' is not available on this CPU"):
+        _ops._C._gram_strip(torch.randn(4, 4), 4, missing[-1])
+
+
+def _run(env_extra: dict, script: str, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("NASLID_CPU_SYRK", "ATEN_CPU_CAPABILITY")}
+    env.update(env_extra, OMP_NUM_THREADS="2")
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout.strip().splitlines()[-1]
+
+
+CHOICE = """
+    from naslid_ext import _ops
+    print(_ops._C.cpu_sym_kernel())
+"""
+
+
+@pytest.mark.parametrize(
+    "env,want",
+    [({}, None), ({"NASLID_CPU_SYRK": "blas"}, "blas"), ({"NASLID_CPU_SYRK": "avx2"}, "avx2"),
+     ({"ATEN_CPU_CAPABILITY": "avx2"}, "avx2"), ({"ATEN_CPU_CAPABILITY": "default"}, "blas"),
+     ({"NASLID_CPU_SYRK": "avx512"}, "avx512")],
+    ids=["default", "syrk-blas", "syrk-avx2", "aten-avx2", "aten-default", "syrk-avx512"])
+def test_kernel_choice_follows_the_switch_torch_and_the_cpu(env, want):
+    """NASLID_CPU_SYRK forces a kernel, torch's CPU capability (ATEN_CPU_CAPABILITY) caps the
+    default, and a kernel the CPU lacks falls back to its best."""
+    best = _best()
+    if want is None:  # the default: torch's capability, as far as the CPU goes
+        cap = torch.backends.cpu.get_cpu_capability().lower()
+        want = cap if cap in ORDER else "blas"
+    if ORDER.index(want) > ORDER.index(best):
+        want = best
+    assert _run(env, CHOICE) == want
+
+
+PROFILE = """
+    import sys, torch, naslid_ext
+    from naslid_ext import _ops
+    sys.path.insert(0, sys.argv[1])
+    from conftest import bn_relu_features
+    assert _ops._C.cpu_sym_kernel() == sys.argv[3], _ops._C.cpu_sym_kernel()
+    out = {}
+    for n in (100, 200):  # strips of 96 and of 192 rows
+        feats = bn_relu_features(n=n, widths=(8, 16, 16, 32), hw=16, seed=n)
+        out[n] = (feats, naslid_ext.lid_profile(feats, 20, backend="ext", reduction="none"),
+                  naslid_ext.knn(feats[1].reshape(n, -1), 20, backend="ext"))
+    torch.save(out, sys.argv[2])
+    print("ok")
+"""
+
+
+@pytest.mark.parametrize("kernel", ["blas", "avx2", "avx512"])
+def test_ops_with_each_kernel_match_the_float64_oracle(tmp_path, oracle, kernel):
+    """lid_profile and self-knn with the kernel forced: the float64 oracle's neighbours exactly, and
+    its per-point LID within the float32 contract (1e-4 relative)."""
+    _need(kernel)
+    path = tmp_path / "out.pt"
+    _run({"NASLID_CPU_SYRK": kernel}, PROFILE, os.path.dirname(__file__), str(path), kernel)
+    for n, (feats, prof, (d, i)) in torch.load(path).items():
+        for l, f in enumerate(feats):
+            want = oracle.knn_lid_oracle(f.reshape(n, -1), 20, "naslid")
+            torch.testing.assert_close(prof[l].double(), want, rtol=1e-4, atol=0)
+        od, oi = oracle.knn_oracle(feats[1].reshape(n, -1), feats[1].reshape(n, -1), 20, True)
+        assert torch.equal(i, oi)
+        torch.testing.assert_close(d.double(), od, rtol=1e-4, atol=1e-6)
