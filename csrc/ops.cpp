@@ -34,8 +34,9 @@ std::string precision_inside_guard() {
 }
 
 // X[0:rows] · Xᵀ (rows, N) for X (N, D) float32 by the symmetric path's FMA micro-kernel `kernel`
-// ("avx2" | "avx512"; tests compare it with a float64 product).
-at::Tensor gram_strip(const at::Tensor& x, int64_t rows, const std::string& kernel) {
+// ("avx2" | "avx512"), split = true: its features shared among torch's threads (tests compare it
+// with a float64 product).
+at::Tensor gram_strip(const at::Tensor& x, int64_t rows, const std::string& kernel, bool split) {
   TORCH_CHECK_VALUE(x.dim() == 2 && x.scalar_type() == at::kFloat && x.device().is_cpu(),
                     "_gram_strip: x must be a 2-D float32 CPU tensor, got ", x.sizes(), " ",
                     x.scalar_type(), " on ", x.device());
@@ -51,8 +52,13 @@ at::Tensor gram_strip(const at::Tensor& x, int64_t rows, const std::string& kern
   }
   const at::Tensor xc = x.contiguous();
   at::Tensor out = at::empty({rows, xc.size(0)}, xc.options());
-  naslid::cpu::gram_strip_f32(kern, xc.data_ptr<float>(), xc.size(1), rows, xc.size(0), xc.size(1),
-                              out.data_ptr<float>());
+  if (split) {
+    naslid::cpu::gram_strip_f32_split(kern, xc.data_ptr<float>(), xc.size(1), rows, xc.size(0),
+                                      xc.size(1), out.data_ptr<float>());
+  } else {
+    naslid::cpu::gram_strip_f32(kern, xc.data_ptr<float>(), xc.size(1), rows, xc.size(0), xc.size(1),
+                                out.data_ptr<float>());
+  }
   return out;
 }
 
@@ -85,5 +91,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_sym_kernel_supported", &cpu_sym_kernel_supported,
         "The best float32 Gram kernel this CPU can run: 'avx512' | 'avx2' | 'blas'.");
   m.def("_gram_strip", &gram_strip, "x[:rows] @ x.T by the FMA micro-kernel 'avx2'|'avx512' (tests).",
-        pybind11::arg("x"), pybind11::arg("rows"), pybind11::arg("kernel"));
+        pybind11::arg("x"), pybind11::arg("rows"), pybind11::arg("kernel"), pybind11::arg("split") = false);
 }

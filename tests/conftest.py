@@ -7,10 +7,20 @@ several test files (the micro run, MAC counting, random weights) are in tests/he
 """
 from __future__ import annotations
 
+import getpass
+import os
+import tempfile
 import types
 
 import pytest
 import torch
+
+# Inductor's on-disk caches do not key on ATEN_CPU_CAPABILITY: C++ generated for 16-lane AVX-512
+# vectors by one run, then compiled under ATEN_CPU_CAPABILITY=avx2 (8 lanes) by a run that emulates
+# an AVX2-only CPU, sums half of each reduction (seen in test_compile). One cache per capability.
+if os.environ.get("ATEN_CPU_CAPABILITY") and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(
+        tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}_{os.environ['ATEN_CPU_CAPABILITY'].lower()}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -61,6 +61,29 @@ def test_gram_strip_matches_float64(kernel, shape):
     assert torch.equal(diag, diag.T)  # the diagonal block is mirrored: exactly symmetric
 
 
+@pytest.mark.parametrize("kernel", ["avx2", "avx512"])
+@pytest.mark.parametrize("shape", [(96, 16384, 96), (40, 1040, 33), (7, 2000, 7), (50, 511, 20)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_gram_strip_split_among_threads_matches_float64(kernel, shape):
+    """The features shared among threads (naslid_ext.lid on one layer): each share's sums added, the
+    diagonal block mirrored; shares of whole vectors, a last share with the tail, D under two
+    shares (no split)."""
+    _need(kernel)
+    n, d, rows = shape
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(d)).relu_()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = _ops._C._gram_strip(x, rows, kernel, split=True)
+    finally:
+        torch.set_num_threads(threads)
+    xd = x.double()
+    nrm = xd.norm(dim=1)
+    err = (got.double() - xd[:rows] @ xd.T).abs() / (nrm[:rows, None] * nrm[None, :]).clamp_min(1e-30)
+    assert float(err.max()) <= 4 * 2.0 ** -24 * math.sqrt(d)
+    assert torch.equal(got[:, :rows], got[:, :rows].T)
+
+
 def test_gram_strip_rejects_bad_arguments():
     x = torch.randn(5, 3)
     with pytest.raises(ValueError, match="kernel must be 'avx2' or 'avx512'"):

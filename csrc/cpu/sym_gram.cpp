@@ -3,12 +3,14 @@
 // target attribute and chosen at run time, so one build runs on AVX2-only and AVX-512 CPUs.
 #include "naslid/cpu/sym_gram.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define NASLID_X86_KERNELS 1
@@ -193,19 +195,11 @@ SymKernel sym_kernel_for(int64_t D) {
   return SymKernel::kBlas;
 }
 
-void gram_strip_f32(SymKernel kern, const float* X, int64_t ld, int64_t rows, int64_t cols,
-                    int64_t D, float* out) {
-  TORCH_CHECK(rows >= 0 && rows <= cols, "gram_strip_f32: rows (", rows, ") must be in [0, cols = ",
-              cols, "]");
-  TORCH_CHECK(kern != SymKernel::kBlas &&
-                  static_cast<int>(kern) <= static_cast<int>(sym_kernel_supported()),
-              "gram_strip_f32: kernel '", sym_kernel_name(kern), "' is not available on this CPU "
-              "(best: '", sym_kernel_name(sym_kernel_supported()), "')");
-  if (rows == 0) return;
-  if (D == 0) {
-    std::fill(out, out + rows * cols, 0.f);
-    return;
-  }
+namespace {
+
+// The upper part (c >= r) of strip_*'s output for features [0, D) of X, without the mirror.
+void strip_upper(SymKernel kern, const float* X, int64_t ld, int64_t rows, int64_t cols, int64_t D,
+                 float* out) {
 #ifdef NASLID_X86_KERNELS
   if (kern == SymKernel::kAvx512) {
     strip_avx512(X, ld, rows, cols, D, out);
@@ -213,8 +207,66 @@ void gram_strip_f32(SymKernel kern, const float* X, int64_t ld, int64_t rows, in
     strip_avx2(X, ld, rows, cols, D, out);
   }
 #endif
+}
+
+void check_strip_args(SymKernel kern, int64_t rows, int64_t cols) {
+  TORCH_CHECK(rows >= 0 && rows <= cols, "gram_strip_f32: rows (", rows, ") must be in [0, cols = ",
+              cols, "]");
+  TORCH_CHECK(kern != SymKernel::kBlas &&
+                  static_cast<int>(kern) <= static_cast<int>(sym_kernel_supported()),
+              "gram_strip_f32: kernel '", sym_kernel_name(kern), "' is not available on this CPU "
+              "(best: '", sym_kernel_name(sym_kernel_supported()), "')");
+}
+
+void mirror_diagonal_block(int64_t rows, int64_t cols, float* out) {
   for (int64_t r = 1; r < rows; ++r)  // the diagonal block's lower triangle, from its upper one
     for (int64_t c = 0; c < r; ++c) out[r * cols + c] = out[c * cols + r];
+}
+
+}  // namespace
+
+void gram_strip_f32_split(SymKernel kern, const float* X, int64_t ld, int64_t rows, int64_t cols,
+                          int64_t D, float* out) {
+  check_strip_args(kern, rows, cols);
+  // shares of at least 512 features, whole 16-float vectors
+  const int64_t nth = std::min<int64_t>(at::get_num_threads(), std::max<int64_t>(1, D / 512));
+  if (nth < 2 || rows == 0 || at::in_parallel_region()) {
+    gram_strip_f32(kern, X, ld, rows, cols, D, out);
+    return;
+  }
+  const int64_t share = (D / nth + 15) / 16 * 16;
+  std::vector<std::vector<float>> part(nth - 1);
+  at::parallel_for(0, nth, 1, [&](int64_t tb, int64_t te) {
+    for (int64_t t = tb; t < te; ++t) {
+      const int64_t d0 = std::min(D, t * share), d1 = t + 1 == nth ? D : std::min(D, d0 + share);
+      float* dst = out;
+      if (t > 0) {
+        part[t - 1].resize(rows * cols);
+        dst = part[t - 1].data();
+      }
+      if (d1 > d0) {
+        strip_upper(kern, X + d0, ld, rows, cols, d1 - d0, dst);
+      } else {
+        std::fill(dst, dst + rows * cols, 0.f);
+      }
+    }
+  });
+  for (const auto& p : part)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = r; c < cols; ++c) out[r * cols + c] += p[r * cols + c];
+  mirror_diagonal_block(rows, cols, out);
+}
+
+void gram_strip_f32(SymKernel kern, const float* X, int64_t ld, int64_t rows, int64_t cols,
+                    int64_t D, float* out) {
+  check_strip_args(kern, rows, cols);
+  if (rows == 0) return;
+  if (D == 0) {
+    std::fill(out, out + rows * cols, 0.f);
+    return;
+  }
+  strip_upper(kern, X, ld, rows, cols, D, out);
+  mirror_diagonal_block(rows, cols, out);
 }
 
 }  // namespace cpu

@@ -238,14 +238,20 @@ inline int64_t sym_block_rows(int64_t N, SymKernel kern) {
 }
 
 // Strip tile (rows, cols) = X[b0 : b0+rows] · X[b0 : b0+cols]ᵀ of the symmetric path (X (N, D)
-// row-major) by `kern` (strip_kernel): an FMA micro-kernel of naslid/cpu/sym_gram.h, or the BLAS.
+// row-major) by `kern` (strip_kernel): an FMA micro-kernel of naslid/cpu/sym_gram.h (split = true:
+// its features shared among the threads), or the BLAS (which threads itself outside a parallel
+// region).
 template <typename T>
-inline void sym_strip(SymKernel kern, at::Tensor& tile, const at::Tensor& X, int64_t b0, int64_t rows,
-                      int64_t cols) {
+inline void sym_strip(SymKernel kern, bool split, at::Tensor& tile, const at::Tensor& X, int64_t b0,
+                      int64_t rows, int64_t cols) {
   if constexpr (std::is_same_v<T, float>) {
     if (kern != SymKernel::kBlas) {
-      gram_strip_f32(kern, X.data_ptr<float>() + b0 * X.stride(0), X.stride(0), rows, cols,
-                     X.size(1), tile.data_ptr<float>());
+      const float* x = X.data_ptr<float>() + b0 * X.stride(0);
+      if (split) {
+        gram_strip_f32_split(kern, x, X.stride(0), rows, cols, X.size(1), tile.data_ptr<float>());
+      } else {
+        gram_strip_f32(kern, x, X.stride(0), rows, cols, X.size(1), tile.data_ptr<float>());
+      }
       return;
     }
   }
@@ -307,12 +313,14 @@ inline void refine(TopK<T>& tk, const T* Xq, const T* Xr, int64_t D, const T* nq
   });
 }
 
-// Sequential symmetric self k-NN of one set on (possibly centred) data `Xg` (used when the caller
-// already runs one set per thread); returns the mean cancellation factor rho. Norms (Gram diagonal) are written to `nrm` (N).
-// Blocks are processed last-first so that every norm is known when first needed.
+// Symmetric self k-NN of one set on (possibly centred) data `Xg`, strip by strip; returns the mean
+// cancellation factor rho. Norms (Gram diagonal) are written to `nrm` (N). Blocks are processed
+// last-first so that every norm is known when first needed. split = false: sequential (the caller
+// already runs one set per thread); split = true: each strip's features are shared among the
+// threads (FMA kernels only), the scans stay sequential.
 template <typename T>
 inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vector<T>& nrm,
-                       bool skip_self) {
+                       bool skip_self, bool split = false) {
   const SymKernel kern = strip_kernel<T>(D);
   const int64_t bs = std::min(sym_block_rows(N, kern), N);
   const int64_t nblk = (N + bs - 1) / bs;
@@ -324,7 +332,7 @@ inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vect
   for (int64_t blk = nblk - 1; blk >= 0; --blk) {
     const int64_t b0 = blk * bs, b1 = std::min(N, b0 + bs), rows = b1 - b0, cols = N - b0;
     at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
-    sym_strip<T>(kern, tile, X, b0, rows, cols);
+    sym_strip<T>(kern, split, tile, X, b0, rows, cols);
     const T* t = tile.data_ptr<T>();
     for (int64_t r = 0; r < rows; ++r) nrm[b0 + r] = t[r * cols + r];
     // offset statistics: sum over the full Gram matrix (off-block entries count twice)
@@ -455,7 +463,7 @@ inline void sym_parallel(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, const s
       for (int64_t blk = next.fetch_add(1); blk < nblk; blk = next.fetch_add(1)) {
         const int64_t b0 = blk * bs, b1 = std::min(N, b0 + bs), rows = b1 - b0, cols = N - b0;
         at::Tensor tile = tbuf.narrow(0, 0, rows * cols).view({rows, cols});
-        sym_strip<T>(kern, tile, X, b0, rows, cols);
+        sym_strip<T>(kern, false, tile, X, b0, rows, cols);
         const T* t = tile.data_ptr<T>();
         const T* nb = nrm.data() + b0;
         for (int64_t r = 0; r < rows; ++r) {
@@ -478,22 +486,24 @@ inline void sym_parallel(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, const s
 
 // Self k-NN of one set X (N, D): top-k over j != i (or over all j when !skip_self).
 // par = false: sequential (the caller runs one set per thread; norms from the Gram diagonal,
-// offset check after the pass); par = true: one set using all threads (norms and offset check by
+// offset check after the pass). par = true: one set using all threads: up to N = 1536 with the
+// FMA kernels, the sequential pass with each strip's features split among the threads (balanced
+// whatever the triangle's shape); otherwise the threads take row blocks (norms and offset check by
 // a first pass over the data).
 template <typename T>
 inline TopK<T> self_knn(const T* X, int64_t N, int64_t D, int64_t k, bool skip_self, bool par) {
   const int64_t cand = skip_self ? N - 1 : N;
   TopK<T> tk(N, k, cand);
   std::vector<T> nrm;
-  if (!par) {
-    const double rho = sym_pass<T>(X, N, D, tk, nrm, skip_self);
+  const bool split = par && N <= 1536 && strip_kernel<T>(D) != SymKernel::kBlas;
+  if (!par || split) {
+    const double rho = sym_pass<T>(X, N, D, tk, nrm, skip_self, split);
     if (rho > kRhoMax) {
       std::vector<double> mu;
-      const double rho2 = offset_factor<T>(X, N, nullptr, 0, D, nrm, nrm, mu);
-      (void)rho2;
+      offset_factor<T>(X, N, nullptr, 0, D, nrm, nrm, mu);
       at::Tensor Xc = centred_copy<T>(X, N, D, round_shift<T>(mu));
       tk = TopK<T>(N, k, cand);
-      sym_pass<T>(Xc.data_ptr<T>(), N, D, tk, nrm, skip_self);
+      sym_pass<T>(Xc.data_ptr<T>(), N, D, tk, nrm, skip_self, split);
     }
   } else {
     row_norms<T>(X, N, D, nrm, true);

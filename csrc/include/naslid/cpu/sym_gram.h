@@ -48,5 +48,12 @@ SymKernel sym_kernel_for(int64_t D);
 void gram_strip_f32(SymKernel kern, const float* X, int64_t ld, int64_t rows, int64_t cols,
                     int64_t D, float* out);
 
+// gram_strip_f32 with the features split among torch's threads (each thread's sums of its share
+// go to a buffer of its own, added at the end): one set's strips on all cores with balanced work,
+// for a single small set with many features (naslid_ext.lid on one layer). Call from outside a
+// parallel region; with one thread it is gram_strip_f32.
+void gram_strip_f32_split(SymKernel kern, const float* X, int64_t ld, int64_t rows, int64_t cols,
+                          int64_t D, float* out);
+
 }  // namespace cpu
 }  // namespace naslid
