@@ -1,6 +1,7 @@
 // CPU kernels of naslid::knn, naslid::knn_lid and naslid::lid_profile (schemas in csrc/ops.cpp).
-// The engine (Gram tiles via at::mm, symmetric when y is x, running top-k, exact refinement of
-// ill-conditioned pairs) is in csrc/include/naslid/cpu/gram_knn.h.
+// The engine (Gram tiles from the BLAS or, for float32 symmetric strips, the FMA micro-kernels of
+// csrc/cpu/sym_gram.cpp; symmetric when y is x; running top-k; exact refinement of ill-conditioned
+// pairs) is in csrc/include/naslid/cpu/gram_knn.h.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

@@ -5,8 +5,9 @@
 // Shapes: X (N, D) row-major contiguous, Y (M, D); outputs dist (N, k) ascending, idx (N, k) int64.
 //
 // Numerics (see docs/ops_benchmarks.md):
-//  * d_ij = max(0, n_i + n_j - 2 g_ij) with g = X Y^T from the BLAS in the input precision
-//    (naslid/exact_gemm.h: never bf16/TF32, whatever torch's global matmul settings).
+//  * d_ij = max(0, n_i + n_j - 2 g_ij) with g = X Y^T in the input precision, never bf16/TF32
+//    whatever torch's global matmul settings: from the BLAS (naslid/exact_gemm.h), or for the
+//    float32 symmetric strips from naslid's FMA micro-kernels (naslid/cpu/sym_gram.h).
 //    In the symmetric path n_i = g_ii (the Gram diagonal, so no extra pass over the data).
 //  * Offset check: rho = mean|x|^2 / mean|x - mean|^2 is the average amplification of rounding
 //    errors by cancellation. rho > kRhoMax: the data are translated by (a rounded copy of) their
