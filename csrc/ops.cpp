@@ -42,14 +42,9 @@ at::Tensor gram_strip(const at::Tensor& x, int64_t rows, const std::string& kern
                     x.scalar_type(), " on ", x.device());
   TORCH_CHECK_VALUE(rows >= 0 && rows <= x.size(0), "_gram_strip: rows (", rows,
                     ") must be in [0, N = ", x.size(0), "]");
-  naslid::cpu::SymKernel kern;
-  if (kernel == "avx2") {
-    kern = naslid::cpu::SymKernel::kAvx2;
-  } else if (kernel == "avx512") {
-    kern = naslid::cpu::SymKernel::kAvx512;
-  } else {
-    TORCH_CHECK_VALUE(false, "_gram_strip: kernel must be 'avx2' or 'avx512', got '", kernel, "'");
-  }
+  const auto kern = naslid::cpu::sym_kernel_from_name(kernel.c_str(), naslid::cpu::SymKernel::kBlas);
+  TORCH_CHECK_VALUE(kern != naslid::cpu::SymKernel::kBlas,
+                    "_gram_strip: kernel must be 'avx2' or 'avx512', got '", kernel, "'");
   const at::Tensor xc = x.contiguous();
   at::Tensor out = at::empty({rows, xc.size(0)}, xc.options());
   if (split) {

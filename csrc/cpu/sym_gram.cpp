@@ -140,14 +140,6 @@ __attribute__((target("avx2,fma,tune=generic"))) void strip_avx2(const float* X,
 
 #endif  // NASLID_X86_KERNELS
 
-SymKernel parse_kernel(const char* s, SymKernel fallback) {
-  if (s == nullptr) return fallback;
-  if (std::strcmp(s, "blas") == 0) return SymKernel::kBlas;
-  if (std::strcmp(s, "avx2") == 0) return SymKernel::kAvx2;
-  if (std::strcmp(s, "avx512") == 0) return SymKernel::kAvx512;
-  return fallback;
-}
-
 }  // namespace
 
 const char* sym_kernel_name(SymKernel k) {
@@ -159,6 +151,12 @@ const char* sym_kernel_name(SymKernel k) {
     default:
       return "blas";
   }
+}
+
+SymKernel sym_kernel_from_name(const char* name, SymKernel fallback) {
+  for (SymKernel k : {SymKernel::kBlas, SymKernel::kAvx2, SymKernel::kAvx512})
+    if (name != nullptr && std::strcmp(name, sym_kernel_name(k)) == 0) return k;
+  return fallback;
 }
 
 SymKernel sym_kernel_supported() {
@@ -182,7 +180,7 @@ SymKernel sym_kernel() {
     const SymKernel torch_cap = cap == "AVX512" ? SymKernel::kAvx512
                                 : cap == "AVX2" ? SymKernel::kAvx2
                                                 : SymKernel::kBlas;
-    const SymKernel want = parse_kernel(std::getenv("NASLID_CPU_SYRK"), torch_cap);
+    const SymKernel want = sym_kernel_from_name(std::getenv("NASLID_CPU_SYRK"), torch_cap);
     return static_cast<int>(want) <= static_cast<int>(cpu) ? want : cpu;
   }();
   return k;

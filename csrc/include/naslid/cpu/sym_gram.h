@@ -30,6 +30,10 @@ enum class SymKernel { kBlas = 0, kAvx2 = 1, kAvx512 = 2 };
 // "blas" | "avx2" | "avx512".
 const char* sym_kernel_name(SymKernel k);
 
+// The kernel named "blas" | "avx2" | "avx512" (sym_kernel_name's inverse); `fallback` for any
+// other name or nullptr.
+SymKernel sym_kernel_from_name(const char* name, SymKernel fallback);
+
 // The best kernel this CPU can run (kBlas off x86-64 or without AVX2+FMA).
 SymKernel sym_kernel_supported();
 
