@@ -188,8 +188,10 @@ def cmd_search(a: argparse.Namespace) -> int:
     ctx = DistContext.from_env(cfg.device)
     try:
         result = pipeline.run_search(cfg, dist=ctx, echo=(print if ctx.is_main else None))
-    finally:
+    except BaseException:
         ctx.close()
+        raise
+    ctx.close(finished=True)
     if ctx.is_main:
         print_summary(result)
     return 0

@@ -126,11 +126,18 @@ class DistContext:
         dist.all_reduce(t)
         return int(t.item()) == 0
 
-    def close(self) -> None:
+    def close(self, finished: bool = False) -> None:
+        """Leave the process group (if this context joined it). ``finished``: every rank completed
+        its work; they meet at a barrier first, so no rank tears down its gloo connections while
+        another still uses them (without it, one run in about seven aborted at exit with
+        "terminate called without an active exception"). Not after a failure: a rank that died
+        would leave the others waiting at the barrier."""
         if self.initialized_here:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if finished:
+                    self.barrier()
                 dist.destroy_process_group()
             self.initialized_here = False
 
