@@ -14,7 +14,13 @@ from naslid import proxies as P
 from naslid.spaces import get_space
 from naslid.spaces.nb201_ops import NB201_EDGE_KEYS
 
-torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_thread):
+    """One intra-op thread for this module's tiny networks (tests/conftest.py's ``one_thread``),
+    restored afterwards so other modules keep the ops' threaded paths."""
+    yield
 
 
 def uniform_cell(op: str) -> str:
@@ -267,6 +273,33 @@ def test_naswot_identical_codes_is_minus_inf():
     assert P.naswot_logdet(singular) == float("-inf")
     assert P.naswot_logdet(torch.tensor([[4., 2., 2.], [2., 4., 6.], [2., 6., 8.]])) == \
         pytest.approx(math.log(16.0), rel=1e-12)  # det = -16
+
+
+def test_naswot_singular_integer_kernels_are_minus_inf_on_every_lapack():
+    """Singular kernels whose float LU leaves a pivot of rounding noise (on some CPUs a finite,
+    even high, log|det|): the decision is exact. B @ B.T with B (40, 39) integers has rank <= 39;
+    real 0/1 codes of D = 50 < N = 128 units give rank <= 51."""
+    g = torch.Generator().manual_seed(0)
+    B = torch.randint(-3, 4, (40, 39), generator=g).double()
+    assert P.naswot_logdet(B @ B.T) == float("-inf")
+    C = (torch.rand(128, 50, generator=g) > 0.5).double()
+    K = C @ C.T + (1 - C) @ (1 - C).T
+    assert len({tuple(r) for r in K.tolist()}) == 128  # no duplicate rows: not the fast path
+    assert P.naswot_logdet(K) == float("-inf")
+    # full rank: B (40, 41) -> B @ B.T non-singular; value against exact rational elimination
+    B = torch.randint(-3, 4, (40, 41), generator=g).double()
+    want = _exact_logabsdet((B @ B.T).numpy().astype(np.int64))
+    assert math.isfinite(want) and P.naswot_logdet(B @ B.T) == pytest.approx(want, rel=1e-9)
+    # ill-conditioned but non-singular: det = 1 exactly (unimodular), cond ~ 1e24
+    U = torch.tensor([[1., 10 ** 6], [0., 1.]], dtype=torch.float64)
+    assert P.naswot_logdet(U @ U.T) == 0.0
+
+
+def test_naswot_logdet_refuses_non_integer_kernels():
+    with pytest.raises(ValueError, match="integer"):
+        P.naswot_logdet(torch.tensor([[1.5, 0.], [0., 1.]]))
+    with pytest.raises(ValueError, match=r"square \(N, N\)"):
+        P.naswot_logdet(torch.ones(2, 3))
 
 
 def test_naswot_refuses_non_rectifiers_and_nets_without_relu():

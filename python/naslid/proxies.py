@@ -17,9 +17,10 @@ freshly initialised under an explicit seed, on the same cells NAS-LID ranks; hig
              For every call of a rectifier module (``nn.ReLU``, ``nn.ReLU6``) the binary code
              c = (input > 0) of each sample is flattened to a row of the (N, D) 0/1 matrix C and
              K += C Cᵀ + (1 − C)(1 − C)ᵀ, so K_ij = (units seen) − Hamming(code_i, code_j).
-             Score: log|det K| (``torch.linalg.slogdet``, float64). A singular K (two samples with
-             identical codes everywhere, e.g. a cell whose output is always zero) gives
-             ``float('-inf')``, never NaN.
+             Score: log|det K|. A singular K (two samples with identical codes everywhere, e.g. a
+             cell whose output is always zero, or any rank deficiency) gives ``float('-inf')``,
+             never NaN; singularity is decided exactly on the integer K (``naslid.exact_det``),
+             never by a float LU's rounding, so it is the same on every CPU.
 
 Public API::
 
@@ -48,6 +49,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .exact_det import integer_logabsdet
 from .spaces.base import SearchSpace
 
 PROXIES: tuple[str, ...] = ("synflow", "naswot")
@@ -261,17 +263,11 @@ def naswot_kernel(net: nn.Module, batch: torch.Tensor, *, device: str | torch.de
 
 
 def naswot_logdet(K: torch.Tensor) -> float:
-    """log|det K| of a NASWOT kernel (N, N); ``-inf`` when K is singular (sign 0), e.g. when two
-    samples have identical codes (a row equal to the diagonal's value off the diagonal)."""
-    K = K.to(torch.float64)
-    n = K.shape[0]
-    off = K[~torch.eye(n, dtype=torch.bool, device=K.device)]
-    if bool((off == K.diagonal().max()).any()):  # identical codes: two equal rows, exactly singular
-        return float("-inf")
-    sign, logabs = torch.linalg.slogdet(K)
-    if float(sign) == 0.0 or not math.isfinite(float(logabs)):
-        return float("-inf")
-    return float(logabs)
+    """log|det K| of a NASWOT kernel K (N, N) of integer counts; ``-inf`` exactly when K is
+    singular (e.g. two samples with identical codes). The singularity decision is exact, not a
+    float LU's rounding (``naslid.exact_det.integer_logabsdet``): the same on every CPU and LAPACK.
+    ValueError when K is not square or holds non-integer values."""
+    return integer_logabsdet(K)
 
 
 def naswot(net: nn.Module, batch: torch.Tensor, *, device: str | torch.device = "cpu") -> float:
