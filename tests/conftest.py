@@ -103,7 +103,7 @@ def ext_has(op: str, device: str = "cpu") -> bool:
 def skip_without_ext(op: str, device: str = "cpu"):
     """pytest.mark.skipif for cases that need the compiled `op` kernel on `device`."""
     return pytest.mark.skipif(
-        not ext_has(op, device), reason=f"naslid_ext._C has no {device} kernel for naslid::{op} (yet)"
+        not ext_has(op, device), reason=f"naslid_ext._C has no {device} kernel for naslid::{op} in this build"
     )
 
 

@@ -18,16 +18,16 @@ from conftest import ext_has
 
 BACKENDS = [
     "torch",
-    pytest.param("ext", marks=pytest.mark.skipif(not ext_has("knn"), reason="no CPU kernel for naslid::knn yet")),
+    pytest.param("ext", marks=pytest.mark.skipif(not ext_has("knn"), reason="no CPU kernel for naslid::knn in this build")),
 ]
 LID_BACKENDS = [
     "torch",
-    pytest.param("ext", marks=pytest.mark.skipif(not ext_has("knn_lid"), reason="no CPU kernel for naslid::knn_lid yet")),
+    pytest.param("ext", marks=pytest.mark.skipif(not ext_has("knn_lid"), reason="no CPU kernel for naslid::knn_lid in this build")),
 ]
 PROFILE_BACKENDS = [
     "torch",
     pytest.param(
-        "ext", marks=pytest.mark.skipif(not ext_has("lid_profile"), reason="no CPU kernel for naslid::lid_profile yet")
+        "ext", marks=pytest.mark.skipif(not ext_has("lid_profile"), reason="no CPU kernel for naslid::lid_profile in this build")
     ),
 ]
 

@@ -14,7 +14,7 @@ needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss is not ins
 ALL = [
     "torch",
     pytest.param("faiss", marks=needs_faiss),
-    pytest.param("ext", marks=pytest.mark.skipif(not ext_has("knn"), reason="no CPU kernel for naslid::knn yet")),
+    pytest.param("ext", marks=pytest.mark.skipif(not ext_has("knn"), reason="no CPU kernel for naslid::knn in this build")),
 ]
 
 
@@ -83,7 +83,7 @@ def test_lid_and_profile_backends_agree(factories, backend, estimator):
     feats = factories.bn_relu_features(n=40, widths=(4, 8, 8), hw=8, seed=5, dtype=torch.float64)
     lid_backend = backend
     if backend == "ext" and not (ext_has("knn_lid") and ext_has("lid_profile")):
-        pytest.skip("no CPU kernels for naslid::knn_lid / lid_profile yet")
+        pytest.skip("no CPU kernels for naslid::knn_lid / lid_profile in this build")
     ref = torch.stack([naslid_ext.lid(f, 8, estimator=estimator, backend="torch", reduction="none") for f in feats])
     per_layer = torch.stack([naslid_ext.lid(f, 8, estimator=estimator, backend=lid_backend, reduction="none") for f in feats])
     prof = naslid_ext.lid_profile(feats, 8, estimator=estimator, backend=lid_backend, reduction="none")
@@ -124,7 +124,7 @@ def _degenerate_rows(dtype):
     )
 
 
-@pytest.mark.skipif(not ext_has("lid_mle"), reason="no CPU kernel for naslid::lid_mle yet")
+@pytest.mark.skipif(not ext_has("lid_mle"), reason="no CPU kernel for naslid::lid_mle in this build")
 @pytest.mark.parametrize("estimator", ["naslid", "levina"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_python_mirror_equals_compiled_lid_mle(estimator, dtype):

@@ -32,7 +32,7 @@ def _opcheck_cases():
 @pytest.mark.parametrize("op,args", _opcheck_cases(), ids=lambda v: v if isinstance(v, str) else "")
 def test_opcheck_cpu(op, args):
     if not ext_has(op, "cpu"):
-        pytest.skip(f"no CPU kernel for naslid::{op} yet")
+        pytest.skip(f"no CPU kernel for naslid::{op} in this build")
     torch.library.opcheck(getattr(torch.ops.naslid, op).default, args)
 
 
@@ -50,7 +50,7 @@ def _backends(op):
     compile of it takes about a minute on 2 cores, so the fast suite traces it with aot_eager (dynamo
     + fake tensors + AOT autograd, no codegen) and the inductor variant is marked slow."""
     return [
-        pytest.param("ext", "inductor", marks=pytest.mark.skipif(not ext_has(op), reason=f"no CPU kernel for naslid::{op} yet")),
+        pytest.param("ext", "inductor", marks=pytest.mark.skipif(not ext_has(op), reason=f"no CPU kernel for naslid::{op} in this build")),
         ("torch", "aot_eager"),
         pytest.param("torch", "inductor", marks=pytest.mark.slow),
     ]
@@ -73,7 +73,7 @@ def test_compile_fullgraph_lid_profile(factories, backend, compiler):
 @pytest.mark.parametrize("backend,compiler", _backends("knn"))
 def test_compile_fullgraph_knn_and_lid(backend, compiler):
     if backend == "ext" and not ext_has("knn_lid"):
-        pytest.skip("no CPU kernel for naslid::knn_lid yet")
+        pytest.skip("no CPU kernel for naslid::knn_lid in this build")
     torch._dynamo.reset()
     x = torch.randn(3, 20, 6, generator=G)
 

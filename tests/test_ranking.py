@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -211,16 +210,6 @@ def test_bootstrap_taus_match_a_loop_over_resamples():
     assert lo <= _kendall_tau_b(x, y) <= hi
     assert bootstrap_kendall_ci([1, 1, 1], [1, 2, 3]) is None
     assert bootstrap_kendall_ci([1], [1]) is None
-
-
-def test_bootstrap_is_fast_enough():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=500)
-    y = x + rng.normal(size=500)
-    t0 = time.perf_counter()
-    for _ in range(4):
-        ranking_metrics(x, y)
-    assert time.perf_counter() - t0 < 4.0  # ~0.2 s here; generous for a loaded machine
 
 
 def test_ranking_metrics_fields_against_oracles():
