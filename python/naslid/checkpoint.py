@@ -10,7 +10,7 @@ Layout of a run folder ``OUT``::
 Every file is written atomically: a temporary file in the same folder, flushed and fsync'ed, then
 ``os.replace``'d onto the final name (and the folder fsync'ed), so a kill -9 leaves either the old
 or the new version, never a torn one. A checkpoint that cannot be read, or that belongs to another
-run (other config hash), raises ``CheckpointError`` (a ValueError) naming the file.
+run (other config hash), raises ``CheckpointError`` (an ``InputError``: the folder the user named is unusable) naming the file.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ._version import __version__
+from .errors import InputError
 
 MANIFEST = "run.json"
 FORMAT = "naslid-run/1"
@@ -37,7 +38,7 @@ def default_run_dir() -> str:
     return os.path.join(RUNS_ROOT, RUN_PREFIX + time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A corrupt, foreign or missing checkpoint / run folder."""
 
 

@@ -9,7 +9,9 @@
     naslid bench-memory --space nb201 --batch 32 --input-size 224 --json mem.json
 
 Errors in the inputs (unknown names, missing files, impossible schedules, a foreign output folder)
-print one line ``naslid search: error: ...`` and exit with status 2 before any work starts.
+raise ``naslid.errors.InputError``: printed as one line ``naslid search: error: ...``, exit status 2,
+before any work starts. Every other exception is a bug or a failure of the machine: it keeps its
+traceback and the exit status is 1.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from .choices import PRESETS
+from .errors import InputError
 
 EXIT_BAD_INPUT = 2
 
@@ -133,9 +136,9 @@ def overrides_from_args(a: argparse.Namespace, base_warmup: list[int] | None = N
         put("train.warmup_epochs", a.warmup)
     if a.levels is not None:
         if a.levels < 1:
-            raise ValueError(f"--levels: must be >= 1, got {a.levels}")
+            raise InputError(f"--levels: must be >= 1, got {a.levels}")
         if a.warmup is not None and len(a.warmup) != a.levels:
-            raise ValueError(f"--levels {a.levels} disagrees with --warmup {a.warmup} ({len(a.warmup)} levels)")
+            raise InputError(f"--levels {a.levels} disagrees with --warmup {a.warmup} ({len(a.warmup)} levels)")
         if a.warmup is None:
             step = (base_warmup or [1])[0]
             put("train.warmup_epochs", [step * (i + 1) for i in range(a.levels)])
@@ -169,7 +172,7 @@ def resolve_config(a: argparse.Namespace):
     if a.resume and a.out is None:
         last = latest_run()
         if last is None:
-            raise ValueError("--resume: no --out given and no runs/search-* folder to resume")
+            raise InputError("--resume: no --out given and no runs/search-* folder to resume")
         a.out = str(last)
     base = load_config(preset=a.preset, config_file=a.config)
     if a.resume and a.config is None and a.preset is None and (Path(a.out) / "config.yaml").is_file():
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"naslid {a.command}: interrupted" + (f"; continue with: naslid search --resume --out {out}"
                                                     if out else ""), file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, PermissionError) as e:
+    except InputError as e:  # only bad input: anything else is a bug and keeps its traceback
         msg = " ".join(str(e).split()) or type(e).__name__
         print(f"naslid {a.command}: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT

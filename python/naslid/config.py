@@ -4,8 +4,8 @@
 once, in the class that owns it: the ``split`` section is a ``naslid.split.SplitConfig`` (plus the
 split batch size), the ``search`` section a ``naslid.evolution.EvolutionConfig`` (plus the
 evaluation settings). ``SearchConfig.validate()`` checks every field before any work starts
-(unknown names, impossible schedules): a ``ValueError`` names the field (``config.train.warmup_epochs``,
-...). It neither changes the config nor looks at the file system: whether ``data.data_dir`` and
+(unknown names, impossible schedules): an ``InputError`` (``naslid.errors``, a ValueError) names the
+field (``config.train.warmup_epochs``, ...). It neither changes the config nor looks at the file system: whether ``data.data_dir`` and
 ``benchmark.file`` exist is checked when a run is prepared (``naslid.prepare.prepare``).
 
 Presets live in ``naslid/configs/<name>.yaml`` (``quick``: minutes on a laptop CPU; ``paper``: the
@@ -27,6 +27,7 @@ import yaml
 
 from .choices import (DATASETS, EVAL_BN_MODES, LEAF_INITS, PRESETS, SAMPLE_METHODS, SAMPLINGS, SCORES,
                       SEARCH_METHODS, SPACES)
+from .errors import InputError
 from .evolution_config import EvolutionConfig
 from .split.config import SplitConfig
 from .validation import choice, integer, number
@@ -82,9 +83,9 @@ class DataSection:
     def validate(self, where: str = "config.data") -> "DataSection":
         choice(f"{where}.dataset", self.dataset, DATASETS)
         if self.dataset in DATASETS_FROM_DIR and not self.data_dir:
-            raise ValueError(f"{where}.data_dir: dataset {self.dataset!r} needs --data-dir")
+            raise InputError(f"{where}.data_dir: dataset {self.dataset!r} needs --data-dir")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
-            raise ValueError(f"{where}.data_dir: expected a path, got {self.data_dir!r}")
+            raise InputError(f"{where}.data_dir: expected a path, got {self.data_dir!r}")
         if self.image_size is not None:
             integer(f"{where}.image_size", self.image_size, 4)
         number(f"{where}.valid_fraction", self.valid_fraction, 0.0, 0.9, lo_open=True)
@@ -108,7 +109,7 @@ class SplitSection(SplitConfig):
         super().validate(where)
         integer(f"{where}.batch_size", self.batch_size, 2)
         if self.k + 2 > self.batch_size:
-            raise ValueError(f"{where}.k: k = {self.k} nearest neighbours need a split batch of at least "
+            raise InputError(f"{where}.k: k = {self.k} nearest neighbours need a split batch of at least "
                              f"k + 2 samples (k must be smaller than the batch-size - 1 other samples; "
                              f"split.batch_size = {self.batch_size})")
         return self
@@ -142,16 +143,16 @@ class TrainSection:
     def validate(self, where: str = "config.train") -> "TrainSection":
         w = self.warmup_epochs
         if not isinstance(w, list) or not w:
-            raise ValueError(f"{where}.warmup_epochs: expected a non-empty list of cumulative epochs, got {w!r}")
+            raise InputError(f"{where}.warmup_epochs: expected a non-empty list of cumulative epochs, got {w!r}")
         for i, e in enumerate(w):
             integer(f"{where}.warmup_epochs[{i}]", e, 1)
         if any(b <= a for a, b in zip(w, w[1:])):
-            raise ValueError(f"{where}.warmup_epochs: cumulative epochs must strictly increase, got {w}")
+            raise InputError(f"{where}.warmup_epochs: cumulative epochs must strictly increase, got {w}")
         integer(f"{where}.leaf_epochs", self.leaf_epochs, 0)
         choice(f"{where}.leaf_init", self.leaf_init, LEAF_INITS)
         choice(f"{where}.sampling", self.sampling, SAMPLINGS)
         if self.leaf_init == "reinit" and self.leaf_epochs == 0:
-            raise ValueError(f"{where}.leaf_epochs: leaf_init 'reinit' with 0 leaf epochs leaves untrained leaves")
+            raise InputError(f"{where}.leaf_epochs: leaf_init 'reinit' with 0 leaf epochs leaves untrained leaves")
         number(f"{where}.lr", self.lr, 0.0, lo_open=True)
         number(f"{where}.momentum", self.momentum, 0.0, 1.0)
         number(f"{where}.weight_decay", self.weight_decay, 0.0)
@@ -191,7 +192,7 @@ class SearchSection(EvolutionConfig):
         integer(f"{where}.eval_batch_size", self.eval_batch_size, 1)
         super().validate(where)
         if self.method == "random" and self.generations < 1:
-            raise ValueError(f"{where}.generations: method random draws population x generations samples; "
+            raise InputError(f"{where}.generations: method random draws population x generations samples; "
                              f"needs generations >= 1, got {self.generations}")
         return self
 
@@ -210,7 +211,7 @@ class BenchmarkSection:
 
     def validate(self, where: str = "config.benchmark") -> "BenchmarkSection":
         if self.file is not None and not isinstance(self.file, str):
-            raise ValueError(f"{where}.file: expected a path, got {self.file!r}")
+            raise InputError(f"{where}.file: expected a path, got {self.file!r}")
         number(f"{where}.top_fraction", self.top_fraction, 0.0, 1.0, lo_open=True)
         integer(f"{where}.sample_size", self.sample_size, 2)
         choice(f"{where}.sample", self.sample, SAMPLE_METHODS)
@@ -253,26 +254,26 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None, base: "SearchConfig | None" = None) -> "SearchConfig":
         """Overlay ``d`` (nested mapping, any subset of fields) onto ``base`` (default: defaults).
-        Unknown keys raise ValueError naming them."""
+        Unknown keys raise InputError naming them."""
         cfg = copy.deepcopy(base) if base is not None else cls()
         if d is None:
             return cfg
         if not isinstance(d, Mapping):
-            raise ValueError(f"config: expected a mapping of sections, got {type(d).__name__}")
+            raise InputError(f"config: expected a mapping of sections, got {type(d).__name__}")
         sections = {f.name: f for f in dataclasses.fields(cls)}
         for key, val in d.items():
             if key not in sections:
-                raise ValueError(f"config: unknown field {key!r} (known: {', '.join(sections)})")
+                raise InputError(f"config: unknown field {key!r} (known: {', '.join(sections)})")
             cur = getattr(cfg, key)
             if dataclasses.is_dataclass(cur):
                 if val is None:
                     continue
                 if not isinstance(val, Mapping):
-                    raise ValueError(f"config.{key}: expected a mapping, got {val!r}")
+                    raise InputError(f"config.{key}: expected a mapping, got {val!r}")
                 names = {f.name for f in dataclasses.fields(cur)}
                 for k2, v2 in val.items():
                     if k2 not in names:
-                        raise ValueError(f"config: unknown field {key}.{k2} (known: {', '.join(sorted(names))})")
+                        raise InputError(f"config: unknown field {key}.{k2} (known: {', '.join(sorted(names))})")
                     setattr(cur, k2, _normalised(key, k2, v2))
             else:
                 setattr(cfg, key, val)
@@ -282,7 +283,7 @@ class SearchConfig:
     def preset_config(cls, name: str) -> "SearchConfig":
         """The preset ``name`` (quick | paper) from ``naslid/configs/<name>.yaml``."""
         if name not in PRESETS:
-            raise ValueError(f"config.preset: unknown preset {name!r} (choose {', '.join(PRESETS)})")
+            raise InputError(f"config.preset: unknown preset {name!r} (choose {', '.join(PRESETS)})")
         cfg = cls.from_yaml(CONFIG_DIR / f"{name}.yaml")
         cfg.preset = name
         return cfg
@@ -291,11 +292,11 @@ class SearchConfig:
     def from_yaml(cls, path: str | os.PathLike, base: "SearchConfig | None" = None) -> "SearchConfig":
         p = Path(path)
         if not p.is_file():
-            raise ValueError(f"config file {str(p)!r} does not exist")
+            raise InputError(f"config file {str(p)!r} does not exist")
         try:
             d = yaml.safe_load(p.read_text())
         except yaml.YAMLError as e:
-            raise ValueError(f"config file {str(p)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+            raise InputError(f"config file {str(p)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
         if base is None and p.parent != CONFIG_DIR:
             # a user's file overlays its own ``preset`` (default: quick)
             name = d.get("preset") if isinstance(d, Mapping) and d.get("preset") is not None else "quick"
@@ -338,17 +339,17 @@ class SearchConfig:
             opts.update(width=self.space.width)
         extra = self.space.options or {}
         if not isinstance(extra, Mapping):
-            raise ValueError(f"config.space.options: expected a mapping of keyword options, got {extra!r}")
+            raise InputError(f"config.space.options: expected a mapping of keyword options, got {extra!r}")
         clash = sorted(set(extra) & set(opts))
         if clash:
-            raise ValueError(f"config.space.options: {clash} are set by other fields "
+            raise InputError(f"config.space.options: {clash} are set by other fields "
                              "(space.C/N/width, data); set them there")
         opts.update({k: list(v) if isinstance(v, tuple) else v for k, v in extra.items()})
         return opts
 
     # ----- validation --------------------------------------------------------------------------
     def validate(self, num_decisions: int | None = None) -> "SearchConfig":
-        """Check every field; ValueError naming the field. Each section checks its own fields
+        """Check every field; InputError naming the field. Each section checks its own fields
         (``SpaceSection.validate``, ..., ``SplitConfig.validate``, ``EvolutionConfig.validate``);
         this adds the rules across sections and the top-level fields. ``num_decisions`` (the
         space's number of decisions) enables the check that there are no more levels than
@@ -356,21 +357,21 @@ class SearchConfig:
         for name in ("space", "data", "split", "train", "search", "benchmark"):
             getattr(self, name).validate(f"config.{name}")
         if num_decisions is not None and self.levels > num_decisions:
-            raise ValueError(f"config.train.warmup_epochs: {self.levels} levels but the {self.space.name} space "
+            raise InputError(f"config.train.warmup_epochs: {self.levels} levels but the {self.space.name} space "
                              f"has only {num_decisions} decisions to split")
         if self.data.batch_size % self.train.bn_shards:
-            raise ValueError(f"config.train.bn_shards: {self.train.bn_shards} shards do not divide "
+            raise InputError(f"config.train.bn_shards: {self.train.bn_shards} shards do not divide "
                              f"data.batch_size {self.data.batch_size}")
         integer("config.seed", self.seed, 0)
         if not isinstance(self.device, str) or not (self.device in ("cpu", "cuda", "auto")
                                                      or self.device.startswith("cuda:")):
-            raise ValueError(f"config.device: expected cpu | cuda | cuda:N | auto, got {self.device!r}")
+            raise InputError(f"config.device: expected cpu | cuda | cuda:N | auto, got {self.device!r}")
         if self.preset is not None:
             choice("config.preset", self.preset, PRESETS)
         if self.threads is not None:
             integer("config.threads", self.threads, 1)
         if self.warm_start is not None and (not isinstance(self.warm_start, str) or not self.warm_start):
-            raise ValueError(f"config.warm_start: expected the path of a run folder, got {self.warm_start!r}")
+            raise InputError(f"config.warm_start: expected the path of a run folder, got {self.warm_start!r}")
         return self
 
 

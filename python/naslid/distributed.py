@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .errors import InputError
+
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> cuda if available else cpu; ``cuda`` without a GPU -> ValueError."""
@@ -41,7 +43,7 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"config.device: {device!r} requested but no CUDA device is available")
+        raise InputError(f"config.device: {device!r} requested but no CUDA device is available")
     return dev
 
 

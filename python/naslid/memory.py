@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .choices import SPACES
+from .errors import InputError
 from .rss import reset_peak_rss, rss_bytes
 
 PAPER_SAVED_PERCENT = 86.0  # NAS-LID paper: LID saves up to 86 % of GM's GPU memory (NB201, 32x3x224x224)
@@ -107,19 +108,19 @@ def _tensor_bytes(tensors) -> int:
 def _check_options(space: str, batch: int, input_size: int, width, repeats: int, device: str, k: int) -> None:
     fn = "bench_memory"
     if not isinstance(space, str) or space not in SPACES:
-        raise ValueError(f"{fn}: space={space!r} is not one of {list(SPACES)}")
+        raise InputError(f"{fn}: space={space!r} is not one of {list(SPACES)}")
     for name, v, lo in (("batch", batch, 2), ("input_size", input_size, 1), ("repeats", repeats, 0), ("k", k, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{fn}: {name}={v!r} must be an integer >= {lo}")
+            raise InputError(f"{fn}: {name}={v!r} must be an integer >= {lo}")
     if k > batch - 2:
-        raise ValueError(f"{fn}: k={k} needs batch >= k + 2 = {k + 2}, got batch={batch} (LID: k must be "
+        raise InputError(f"{fn}: k={k} needs batch >= k + 2 = {k + 2}, got batch={batch} (LID: k must be "
                          "smaller than the batch - 1 neighbour candidates of each sample)")
     if width is not None and (isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0):
-        raise ValueError(f"{fn}: width={width!r} must be a positive number or None (the space's default)")
+        raise InputError(f"{fn}: width={width!r} must be a positive number or None (the space's default)")
     if not isinstance(device, str) or device.split(":")[0] not in DEVICES:
-        raise ValueError(f"{fn}: device={device!r} is not one of {list(DEVICES)}")
+        raise InputError(f"{fn}: device={device!r} is not one of {list(DEVICES)}")
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{fn}: device={device!r} but no CUDA device is available")
+        raise InputError(f"{fn}: device={device!r} but no CUDA device is available")
 
 
 class _Setup:
@@ -134,7 +135,10 @@ class _Setup:
         if width is not None:
             opts["width"] = float(width)
         self.device = torch.device(device)
-        self.space = get_space(space, **opts)
+        try:
+            self.space = get_space(space, **opts)
+        except (TypeError, ValueError) as e:  # the space's own checks of its options
+            raise InputError(f"bench_memory: space_options: {e}") from e
         torch.manual_seed(seed)
         self.supernet = self.space.build_supernet().to(self.device)
         self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=0.025, momentum=0.9, nesterov=True,
@@ -151,7 +155,7 @@ class _Setup:
             most = max(len(v) for v in decs.values())
             decision = next(k for k, v in decs.items() if len(v) == most)
         elif decision not in decs:
-            raise ValueError(f"bench_memory: decision={decision!r} is not a decision of {space} "
+            raise InputError(f"bench_memory: decision={decision!r} is not a decision of {space} "
                              f"(first ones: {list(decs)[:6]})")
         self.decision = decision
         self.seed = seed
@@ -222,7 +226,7 @@ def bench_memory(space: str = "nb201", batch: int = 32, input_size: int = 224, w
     _check_options(space, batch, input_size, width, repeats, device, k)
     bad = [c for c in criteria if c not in CRITERIA]
     if bad or not criteria:
-        raise ValueError(f"bench_memory: criteria {list(criteria)} must be a non-empty subset of {list(CRITERIA)}")
+        raise InputError(f"bench_memory: criteria {list(criteria)} must be a non-empty subset of {list(CRITERIA)}")
     setup = _Setup(space, batch, input_size, width, device, decision, space_options, seed)
     base = setup.baseline()
     out: dict[str, Any] = {
@@ -328,8 +332,8 @@ def bench_memory_main(argv: list[str] | None = None) -> int:
         r = bench_memory(args.space, args.batch, args.input_size, args.width, args.repeats, args.device,
                          decision=args.decision, k=args.k, space_options=opts, rss=not args.no_rss,
                          progress=args.progress)
-    except (ValueError, TypeError) as e:
-        print(f"naslid bench-memory: error: {e}", file=sys.stderr)
+    except InputError as e:  # only bad input: a bug keeps its traceback (exit status 1)
+        print(f"naslid bench-memory: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     print(format_summary(r))
     if args.json:

@@ -4,7 +4,8 @@ Validates the config, checks that the files it names exist and that the output f
 (``RunFolder.check``: cheap, so a refused folder costs no data load), loads the data, builds the
 space, re-validates the config against the space, checks the batch sizes against the data, reads
 the benchmark and, with ``warm_start``, the adopted root checkpoint. Every bad input is a
-ValueError (TypeError for a config that is not a ``SearchConfig``) naming the field or file.
+``naslid.errors.InputError`` (a ValueError; TypeError for a config that is not a ``SearchConfig``)
+naming the field or file.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from .benchmark import Benchmark, load_benchmark
 from .checkpoint import RunFolder, default_run_dir
 from .config import DATASETS_FROM_DIR, SearchConfig
 from .data import DataSplits, load_splits
+from .errors import InputError, input_errors
 from .ranking import check_sample_request
 from .spaces import get_space
 from .spaces.base import SearchSpace
@@ -43,9 +45,9 @@ def check_paths(cfg: SearchConfig) -> None:
     ``data.data_dir`` of a dataset read from it, ``benchmark.file``. ValueError naming the field."""
     d = cfg.data
     if d.dataset in DATASETS_FROM_DIR and not os.path.exists(d.data_dir):
-        raise ValueError(f"config.data.data_dir: {d.data_dir!r} does not exist")
+        raise InputError(f"config.data.data_dir: {d.data_dir!r} does not exist")
     if cfg.benchmark.file is not None and not os.path.isfile(cfg.benchmark.file):
-        raise ValueError(f"config.benchmark.file: {cfg.benchmark.file!r} is not a file")
+        raise InputError(f"config.benchmark.file: {cfg.benchmark.file!r} is not a file")
 
 
 def _load_data(cfg: SearchConfig) -> DataSplits:
@@ -56,12 +58,12 @@ def _load_data(cfg: SearchConfig) -> DataSplits:
                            max_train=d.max_train, max_valid=d.max_valid, image_size=d.image_size,
                            augment=d.augment, download=True)
     except (FileNotFoundError, ValueError) as e:
-        raise ValueError(f"config.data: {e}") from None
+        raise InputError(f"config.data: {e}") from None
     except OSError as e:
-        raise ValueError(f"config.data: cannot read dataset {d.dataset!r}: {e}") from None
+        raise InputError(f"config.data: cannot read dataset {d.dataset!r}: {e}") from None
     _, h, w = data.image_shape
     if h != w:
-        raise ValueError(f"config.data: images must be square, got {h}x{w}")
+        raise InputError(f"config.data: images must be square, got {h}x{w}")
     return data
 
 
@@ -70,21 +72,21 @@ def _build_space(cfg: SearchConfig, data: DataSplits) -> SearchSpace:
     c, h, _ = data.image_shape
     input_size = cfg.space.input_size or h
     if input_size != h:
-        raise ValueError(f"config.space.input_size: {input_size} differs from the data's image size {h}")
+        raise InputError(f"config.space.input_size: {input_size} differs from the data's image size {h}")
     try:
         return get_space(cfg.space.name, **cfg.space_options(data.num_classes, c, input_size))
     except (TypeError, ValueError) as e:
-        raise ValueError(f"config.space: {e}") from None
+        raise InputError(f"config.space: {e}") from None
 
 
 def _check_sizes(cfg: SearchConfig, data: DataSplits) -> None:
     """A training batch and the split's batches fit in the training split."""
     n_train = len(data.train)
     if n_train < cfg.data.batch_size:
-        raise ValueError(f"config.data.batch_size: {cfg.data.batch_size} exceeds the {n_train} training images")
+        raise InputError(f"config.data.batch_size: {cfg.data.batch_size} exceeds the {n_train} training images")
     sp = cfg.split
     if cfg.levels and n_train < sp.batch_size * sp.repeats:
-        raise ValueError(f"config.split: {sp.repeats} repeats x batch {sp.batch_size} need "
+        raise InputError(f"config.split: {sp.repeats} repeats x batch {sp.batch_size} need "
                          f"{sp.repeats * sp.batch_size} training images, the split has {n_train}")
 
 
@@ -97,13 +99,13 @@ def _load_benchmark(cfg: SearchConfig, space: SearchSpace) -> Benchmark | None:
     try:
         bench = load_benchmark(b.file, space)
     except (FileNotFoundError, KeyError, TypeError) as e:
-        raise ValueError(f"config.benchmark.file: {e}") from None
+        raise InputError(f"config.benchmark.file: {e}") from None
     except ValueError as e:
-        raise ValueError(f"config.benchmark.file {b.file!r}: {e}") from None
+        raise InputError(f"config.benchmark.file {b.file!r}: {e}") from None
     try:
         check_sample_request(bench, b.sample_size, b.sample)
     except ValueError as e:
-        raise ValueError(f"config.{e}") from None
+        raise InputError(f"config.{e}") from None
     return bench
 
 
@@ -113,7 +115,8 @@ def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepare
     if not isinstance(config, SearchConfig):
         raise TypeError(f"run_search: config must be a SearchConfig, got {type(config).__name__}")
     cfg = copy.deepcopy(config)
-    cfg.validate()
+    with input_errors():
+        cfg.validate()
     check_paths(cfg)
     if cfg.out is None:
         cfg.out = default_run_dir()
@@ -122,7 +125,8 @@ def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepare
     RunFolder.check(out, cfg.config_hash(), cfg.resume)
     data = _load_data(cfg)
     space = _build_space(cfg, data)
-    cfg.validate(num_decisions=len(space.decisions))
+    with input_errors():
+        cfg.validate(num_decisions=len(space.decisions))
     _check_sizes(cfg, data)
     bench = _load_benchmark(cfg, space)
     warm = load_warm_start(cfg) if cfg.warm_start is not None else None

@@ -1,32 +1,34 @@
-"""Field checks shared by the config classes (no imports: cheap for config and CLI).
+"""Field checks shared by the config classes (only naslid.errors imported: cheap for config and CLI).
 
-Each check raises ``ValueError("<where>: ...")``, ``where`` being the field's full name as the
+Each check raises ``InputError("<where>: ...")`` (a ValueError, ``naslid.errors``), ``where`` being the field's full name as the
 caller knows it (``config.split.k`` inside a ``SearchConfig``, ``SplitConfig.k`` on its own).
 """
 from __future__ import annotations
 
+from .errors import InputError
+
 
 def choice(where: str, val, options) -> None:
     if not isinstance(val, str) or val not in options:
-        raise ValueError(f"{where}: unknown value {val!r} (choose one of {', '.join(options)})")
+        raise InputError(f"{where}: unknown value {val!r} (choose one of {', '.join(options)})")
 
 
 def integer(where: str, val, lo: int | None = None) -> None:
     if isinstance(val, bool) or not isinstance(val, int):
-        raise ValueError(f"{where}: expected an integer, got {val!r}")
+        raise InputError(f"{where}: expected an integer, got {val!r}")
     if lo is not None and val < lo:
-        raise ValueError(f"{where}: must be >= {lo}, got {val}")
+        raise InputError(f"{where}: must be >= {lo}, got {val}")
 
 
 def number(where: str, val, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> None:
     if isinstance(val, bool) or not isinstance(val, (int, float)):
-        raise ValueError(f"{where}: expected a number, got {val!r}")
+        raise InputError(f"{where}: expected a number, got {val!r}")
     if lo is not None and (val < lo or (lo_open and val == lo)):
-        raise ValueError(f"{where}: must be {'>' if lo_open else '>='} {lo}, got {val}")
+        raise InputError(f"{where}: must be {'>' if lo_open else '>='} {lo}, got {val}")
     if hi is not None and val > hi:
-        raise ValueError(f"{where}: must be <= {hi}, got {val}")
+        raise InputError(f"{where}: must be <= {hi}, got {val}")
 
 
 def boolean(where: str, val) -> None:
     if not isinstance(val, bool):
-        raise ValueError(f"{where}: expected true or false, got {val!r}")
+        raise InputError(f"{where}: expected true or false, got {val!r}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .checkpoint import MANIFEST, RunFolder, load_checkpoint
 from .config import SearchConfig
+from .errors import InputError
 from .run_store import node_checkpoint
 from .tree import ROOT, warmup_stage
 
@@ -49,18 +50,18 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-class WarmStartNotReady(ValueError):
+class WarmStartNotReady(InputError):
     """The source run has not finished its warm-up (yet): a later call may succeed."""
 
 
-def _read_source_config(src: Path, where: str, not_ready: type = ValueError) -> SearchConfig:
+def _read_source_config(src: Path, where: str, not_ready: type = InputError) -> SearchConfig:
     if not (src / MANIFEST).is_file() or not (src / "config.yaml").is_file():
         raise not_ready(f"{where} holds no naslid run ({MANIFEST} and config.yaml)")
     RunFolder.read_manifest(src)
     try:
         return SearchConfig.from_yaml(src / "config.yaml", base=SearchConfig())
     except ValueError as e:
-        raise ValueError(f"{where}: its config.yaml cannot be read ({e})") from None
+        raise InputError(f"{where}: its config.yaml cannot be read ({e})") from None
 
 
 def _warmup_state(src: Path, where: str, target: int) -> dict:
@@ -71,7 +72,7 @@ def _warmup_state(src: Path, where: str, target: int) -> dict:
         raise WarmStartNotReady(f"{where} has no root checkpoint ({path.name}); its warm-up has not started")
     state = load_checkpoint(path, name=ROOT_CHECKPOINT)
     if state.get("stage") != WARMUP_STAGE:
-        raise ValueError(f"{where}: its root trained on past the warm-up (stage {state.get('stage')!r}: "
+        raise InputError(f"{where}: its root trained on past the warm-up (stage {state.get('stage')!r}: "
                          f"criterion none keeps no warm-up checkpoint); warm-start from a run that splits")
     if state.get("epoch") != target:
         raise WarmStartNotReady(f"{where}: its warm-up is not finished ({state.get('epoch')} of {target} "
@@ -100,5 +101,5 @@ def load_warm_start(cfg) -> dict:
     theirs = _read_source_config(src, where)
     diff = _differences(warmup_identity(cfg), warmup_identity(theirs))
     if diff:
-        raise ValueError(f"{where} warmed up differently; the warm-up depends on: " + "; ".join(diff))
+        raise InputError(f"{where} warmed up differently; the warm-up depends on: " + "; ".join(diff))
     return _warmup_state(src, where, cfg.train.warmup_epochs[0])
