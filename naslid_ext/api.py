@@ -12,13 +12,23 @@ extension has a kernel for the tensor's device, else "torch"):
 * LID of a point with a zero distance among its neighbours (a duplicate) is 0; with all k
   neighbours equidistant it is the finite cap 1/eps of the compute dtype (8388608 for float32);
   finite input never gives NaN or Inf;
-* results carry no autograd history (inputs are detached);
+* results carry no autograd history: input that requires grad (with grad mode on) is detached with
+  a UserWarning, once per call site (detach it, or call under torch.no_grad(), to silence it);
+* `knn` excludes a query from its own neighbours only when told: `exclude_self` defaults to True
+  when `y` is omitted and to False when `y` is given (even `y is x`); never decided by identity;
+* `knn` with finite input whose squared distances leave the dtype's range: neighbours are computed
+  at an exact power-of-two scale (indices always right); distances that overflow the dtype raise
+  ValueError (use float64 or rescale x), distances that underflow are returned rounded (possibly
+  0); the LID ops rescale instead (LID is scale-invariant) and never raise for it;
 * NaN/Inf input raises ValueError unless check_finite=False (then results are undefined); the
   check is skipped while torch.compile traces.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import math
+import warnings
 
 import torch
 
@@ -36,6 +46,26 @@ from naslid_ext._validate import (
 )
 
 __all__ = ["knn", "lid_mle", "lid", "lid_profile"]
+
+
+def _warn_detached(api: str, name: str, t: torch.Tensor) -> None:
+    """UserWarning when `t` requires grad in grad mode: the ops are not differentiable."""
+    if t.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        warnings.warn(
+            f"naslid_ext.{api}: {name} requires grad, but the ops are not differentiable: the result "
+            "carries no gradient (detach the input or call under torch.no_grad() to silence this)",
+            UserWarning, stacklevel=3,
+        )
+
+
+def _times_pow2(t: torch.Tensor, e: int) -> torch.Tensor:
+    """t * 2^e, exact (bar overflow / underflow of the result), in steps whose factor the dtype
+    represents (2^e itself may not be: 2^200 is inf in float32)."""
+    while e != 0:
+        step = max(-100, min(100, e))
+        t = t * math.ldexp(1.0, step)
+        e -= step
+    return t
 
 
 def _prep(t: torch.Tensor) -> torch.Tensor:
@@ -58,17 +88,22 @@ def knn(
         x: queries, (N, D) or a batch (B, N, D).
         k: neighbours per query, 1 <= k < M candidates (M - 1 with exclude_self).
         y: references of the same rank, (M, D) or (B, M, D); default: x itself.
-        exclude_self: drop reference index i from query i's neighbours (needs N == M). Default: True
-            when y is None or y is x, else False.
+        exclude_self: drop reference index i from query i's neighbours (needs N == M). Default:
+            True when y is None (x's neighbours among x), False when y is given, whatever y is
+            (pass exclude_self=True for knn(x, k, x)); the same for every dtype and layout.
         backend: "auto" | "ext" | "torch" | "faiss".
-        check_finite: raise ValueError on NaN/Inf input (default True).
+        check_finite: raise ValueError on NaN/Inf input (default True), and on finite input whose
+            k-NN squared distances overflow the compute dtype (computed at an exact power-of-two
+            scale, so the indices are right; see the module docstring). False skips both checks
+            (and the rescaling).
     Returns:
         (sqdist, idx): (N, k) / (B, N, k) squared distances, ascending, in x's compute dtype
         (float16/bfloat16 -> float32), and int64 indices into y's rows, ties to the lower index.
+    Input requiring grad is detached with a UserWarning (the result has no gradient).
     """
     api = "knn"
     check_choice(api, "backend", backend, BACKENDS)
-    self_query = y is None or y is x
+    self_query = y is None
     if exclude_self is None:
         exclude_self = self_query
     check_tensor(api, "x", x)
@@ -117,10 +152,14 @@ def knn(
     else:
         what = f"M={m} references (y of shape {tuple(yy.shape)})"
     check_k(api, k, m - 1 if exclude_self else m, None, what)
+    _warn_detached(api, "x", x)
+    if not self_query:
+        _warn_detached(api, "y", y)
+    amax = None
     if check_finite:
-        _check_finite(api, "x", x)
-        if not self_query:
-            _check_finite(api, "y", y)
+        amax = _check_finite(api, "x", x)
+        if not self_query and amax is not None:
+            amax = max(amax, _check_finite(api, "y", y))
     name = _backends.resolve(api, backend, "knn", x.device)
     batched = x.dim() == 3
     x3 = _prep(x) if batched else _prep(x).unsqueeze(0)
@@ -128,7 +167,20 @@ def knn(
         y3 = x3
     else:
         y3 = _prep(y) if batched else _prep(y).unsqueeze(0)
+    scale = _range_scale(amax, x3.shape[-1], x3.dtype)
+    if scale != 1.0:  # exact power of two: the neighbours of the scaled points are the same
+        x3 = x3 * scale
+        y3 = x3 if self_query else y3 * scale
     sqdist, idx = _backends.knn(name, x3, y3, k, exclude_self, api=api)
+    if scale != 1.0:
+        sqdist = _times_pow2(sqdist, -2 * (math.frexp(scale)[1] - 1))  # / scale^2, exactly
+        if not bool(torch.isfinite(sqdist).all()):
+            raise ValueError(
+                f"naslid_ext.knn: squared distances of x {tuple(x.shape)} (max |value| {amax:.3g}) "
+                f"overflow {sqdist.dtype} (max {torch.finfo(sqdist.dtype).max:.3g}); pass float64 "
+                "input or rescale x (the neighbour indices would be right, the distances are not "
+                "representable)"
+            )
     if not batched:
         sqdist, idx = sqdist.squeeze(0), idx.squeeze(0)
     return sqdist, idx
@@ -153,6 +205,7 @@ def lid_mle(sqdist: torch.Tensor, *, estimator: str = "naslid", check_finite: bo
     api = "lid_mle"
     check_choice(api, "estimator", estimator, ESTIMATORS)
     check_tensor(api, "sqdist", sqdist)
+    _warn_detached(api, "sqdist", sqdist)
     if sqdist.dim() < 1:
         raise ValueError("naslid_ext.lid_mle: sqdist must be (..., k), got a 0-D tensor")
     if sqdist.shape[-1] < min_k(estimator):
@@ -232,6 +285,7 @@ def lid(
     if not isinstance(batched, bool):
         raise TypeError(f"naslid_ext.lid: batched must be a bool, got {batched!r}")
     check_tensor(api, "x", x)
+    _warn_detached(api, "x", x)
     if batched and x.dim() < 2:
         raise ValueError(
             f"naslid_ext.lid: batched=True needs x of shape (B, N, ...), got {x.dim()}-D shape "
@@ -294,6 +348,7 @@ def lid_profile(
         raise ValueError("naslid_ext.lid_profile: features is empty; need at least one layer output (N, ...)")
     for i, f in enumerate(features):
         check_tensor(api, f"features[{i}]", f)
+        _warn_detached(api, f"features[{i}]", f)
         if f.dim() < 1:
             raise ValueError(f"naslid_ext.lid_profile: features[{i}] must be (N, ...), got a 0-D tensor")
     f0 = features[0]

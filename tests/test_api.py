@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import warnings
+
 import pytest
 import torch
 
@@ -78,14 +80,49 @@ def test_knn_matches_oracle(oracle, backend, dtype, shape_x, shape_y, k, exclude
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_knn_default_exclude_self_only_when_y_is_x(backend):
-    x = torch.randn(15, 4, generator=torch.Generator().manual_seed(1))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_knn_default_exclude_self_only_when_y_is_omitted(backend, dtype):
+    """Self exclusion is explicit: y omitted -> excluded; y given (the same object, a cast, a copy,
+    a transposed-back view) -> included unless exclude_self=True; never decided by identity, so
+    every dtype and layout behaves alike."""
+    x = torch.randn(15, 4, generator=torch.Generator().manual_seed(1)).to(dtype)
     _, i_none = naslid_ext.knn(x, 3, backend=backend)
-    _, i_same = naslid_ext.knn(x, 3, x, backend=backend)
-    _, i_copy = naslid_ext.knn(x, 3, x.clone(), backend=backend)  # a different tensor: self included
-    assert torch.equal(i_none, i_same)
     assert not bool((i_none == torch.arange(15)[:, None]).any())
-    assert torch.equal(i_copy[:, 0], torch.arange(15))
+    for y in (x, x.float(), x.clone(), x.T.contiguous().T):
+        _, i_y = naslid_ext.knn(x, 3, y.to(dtype), backend=backend)
+        assert torch.equal(i_y[:, 0], torch.arange(15))  # self included, at distance 0
+        _, i_ex = naslid_ext.knn(x, 3, y.to(dtype), exclude_self=True, backend=backend)
+        assert torch.equal(i_ex, i_none)
+
+
+def test_knn_overflowing_squared_distances_raise_with_right_neighbours(oracle):
+    """Finite float32 input whose squared distances overflow: ValueError naming x and the dtype
+    (the raw kernels would return inf and scrambled indices); the same points at float64 give
+    the oracle's neighbours, and LID rescales (scale-invariant) instead of raising."""
+    x = torch.randn(12, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"naslid_ext\.knn: squared distances of x \(12, 3\).*overflow torch\.float32"):
+        naslid_ext.knn((x * 1e20).float(), 2)
+    d, i = naslid_ext.knn(x * 1e20, 2)
+    want_d, want_i = oracle.knn_oracle(x * 1e20, x * 1e20, 2, True)
+    assert torch.equal(i, torch.as_tensor(want_i)) and torch.allclose(d, torch.as_tensor(want_d, dtype=d.dtype), rtol=1e-12)
+    # underflow is not an error: neighbours right, distances rounded into the dtype
+    _, i_small = naslid_ext.knn((x * 1e-25).float(), 2)
+    assert torch.equal(i_small, i)
+    assert float(naslid_ext.lid((x * 1e20).float(), 3)) == pytest.approx(float(naslid_ext.lid(x.float(), 3)), rel=1e-5)
+
+
+def test_ops_warn_when_the_input_requires_grad():
+    x = torch.randn(10, 3, requires_grad=True)
+    for call in (lambda: naslid_ext.knn(x, 2), lambda: naslid_ext.lid(x, 3),
+                 lambda: naslid_ext.lid_profile([x], 3)):
+        with pytest.warns(UserWarning, match=r"naslid_ext\.\w+: (x|features\[0\]) requires grad.*no gradient"):
+            out = call()
+        assert not (out[0] if isinstance(out, tuple) else out).requires_grad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.no_grad():
+            naslid_ext.knn(x, 2)
+        naslid_ext.knn(x.detach(), 2)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -273,9 +310,11 @@ def test_lid_profile_mixed_dtypes_promote():
 
 def test_outputs_carry_no_autograd_history():
     x = torch.randn(20, 3, requires_grad=True)
-    d, _ = naslid_ext.knn(x, 3)
+    with pytest.warns(UserWarning, match="requires grad"):
+        d, _ = naslid_ext.knn(x, 3)
     assert not d.requires_grad
-    assert not naslid_ext.lid(x, 3).requires_grad
+    with pytest.warns(UserWarning, match="requires grad"):
+        assert not naslid_ext.lid(x, 3).requires_grad
 
 
 # ----------------------------------------------------------------------------------- degenerate cases
