@@ -170,7 +170,7 @@ def test_evolution_settings_checked_before_work_starts():
 # ------------------------------------------------------------------ one declaration per field
 # a valid non-default value of every field of the split and search sections
 SPLIT_VALUES = {"criterion": "grad", "repeats": 3, "similarity": "euclidean", "partition": "spectral",
-                "n_groups": 3, "balanced": True, "edge_rule": "code", "k": 7, "lid_estimator": "levina",
+                "n_groups": 3, "balanced": False, "edge_rule": "code", "k": 7, "lid_estimator": "levina",
                 "lid_backend": "torch", "bn_mode": "eval", "average": "similarity",
                 "record_grad_vectors": True, "batch_size": 64}
 SEARCH_VALUES = {"population": 30, "generations": 7, "parents": 4, "crossover": 3, "mutation": 5,
@@ -354,3 +354,22 @@ def test_nb201_supernet_without_bn_affine_from_the_command_line():
     assert len(turned) > len(on) - 3 and all(name.startswith("cells.") for name in turned)
     n = lambda space: sum(p.numel() for p in space.build_supernet().parameters())
     assert n(plain) - n(bare) == sum(on[name][1] for name in turned)
+
+
+# ------------------------------------------------------------------ one set of defaults
+def test_dataclass_defaults_are_the_quick_preset(tmp_path):
+    """SearchConfig(), from_dict({}), from_yaml of an empty file, load_config() and the config
+    naslid.search() starts from are one and the same: the quick preset."""
+    quick = SearchConfig.preset_config("quick").to_dict()
+    assert SearchConfig().to_dict() == quick
+    assert SearchConfig.from_dict({}).to_dict() == quick
+    f = tmp_path / "empty.yaml"
+    f.write_text("seed: 0\n")
+    assert SearchConfig.from_yaml(f).to_dict() == quick
+    assert load_config().to_dict() == quick
+    # the algorithm configs keep their own (documented) defaults when used on their own
+    from naslid.evolution import EvolutionConfig
+    from naslid.split import SplitConfig
+
+    assert SplitConfig().balanced is False and SplitConfig().repeats == 1
+    assert EvolutionConfig().population == 50

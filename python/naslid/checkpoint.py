@@ -107,9 +107,10 @@ class RunFolder:
     the same configuration; ``resume`` of a folder without a manifest is refused.
     """
 
-    def __init__(self, root: Path, config_hash: str):
+    def __init__(self, root: Path, config_hash: str, threads: int | None = None):
         self.root = Path(root)
         self.config_hash = config_hash
+        self.threads = threads  # intra-op CPU threads of the run (in the manifest: part of its identity)
         self.ckpt_dir = self.root / "ckpt"
 
     # ----- opening -----------------------------------------------------------------------------
@@ -128,9 +129,12 @@ class RunFolder:
         return m
 
     @classmethod
-    def check(cls, root: str | os.PathLike, config_hash: str, resume: bool) -> dict | None:
-        """Validate ``root`` for a run with ``config_hash`` without writing anything.
-        Returns the existing manifest (resume) or None (fresh run)."""
+    def check(cls, root: str | os.PathLike, config_hash: str, resume: bool,
+              threads: int | None = None) -> dict | None:
+        """Validate ``root`` for a run with ``config_hash`` using ``threads`` intra-op CPU threads
+        without writing anything. Returns the existing manifest (resume) or None (fresh run).
+        A resume with another thread count than the manifest's is refused: MKL / oneDNN sums
+        depend on it, so the resumed run would not compute what the uninterrupted one does."""
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise CheckpointError(f"output folder {str(root)!r} exists and is not a folder")
@@ -148,6 +152,11 @@ class RunFolder:
                 f"output folder {str(root)!r} holds another run (config hash {manifest['config_hash']}, "
                 f"this run {config_hash}); choose another --out"
                 + ("" if resume else " or pass --resume with that run's configuration"))
+        if threads is not None and manifest.get("threads") not in (None, threads):
+            raise CheckpointError(
+                f"--resume: {str(root)!r} was run with {manifest['threads']} intra-op CPU threads, "
+                f"this process would use {threads}; results depend on the thread count (MKL / oneDNN "
+                f"sums), so resume with --set threads={manifest['threads']}")
         if not resume:
             raise CheckpointError(f"output folder {str(root)!r} already holds this run "
                                   f"(status {manifest.get('status')}); pass --resume to continue it "
@@ -155,9 +164,10 @@ class RunFolder:
         return manifest
 
     @classmethod
-    def open(cls, root: str | os.PathLike, config_hash: str, resume: bool) -> "RunFolder":
-        manifest = cls.check(root, config_hash, resume)
-        rf = cls(Path(root), config_hash)
+    def open(cls, root: str | os.PathLike, config_hash: str, resume: bool,
+             threads: int | None = None) -> "RunFolder":
+        manifest = cls.check(root, config_hash, resume, threads)
+        rf = cls(Path(root), config_hash, threads)
         rf.root.mkdir(parents=True, exist_ok=True)
         rf.ckpt_dir.mkdir(exist_ok=True)
         if manifest is None:
@@ -167,6 +177,8 @@ class RunFolder:
     def write_manifest(self, status: str, **extra: Any) -> None:
         m = {"format": FORMAT, "config_hash": self.config_hash, "status": status,
              "naslid_version": __version__, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if self.threads is not None:
+            m["threads"] = self.threads
         m.update(extra)
         atomic_write_json(self.root / MANIFEST, m)
 

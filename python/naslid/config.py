@@ -73,11 +73,11 @@ class DataSection:
 
     dataset: str = "digits"
     data_dir: str | None = None
-    image_size: int | None = None
+    image_size: int | None = 8
     valid_fraction: float = 0.5
     max_train: int | None = None
     max_valid: int | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     augment: bool | None = None
 
     def validate(self, where: str = "config.data") -> "DataSection":
@@ -104,6 +104,9 @@ class SplitSection(SplitConfig):
     ``k + 2 <= batch_size``). ``edge_rule`` None: ``paper`` for lid, GM-NAS's rule (``gm``) for grad."""
 
     batch_size: int = 128
+    # the quick preset's values (the plain SplitConfig keeps 1 repeat and unbalanced groups)
+    repeats: int = 2
+    balanced: bool = True
 
     def validate(self, where: str = "config.split") -> "SplitSection":
         super().validate(where)
@@ -129,8 +132,8 @@ class TrainSection:
     (FairNAS: every candidate of every decision once per batch, m times the compute of an epoch;
     see training.py)."""
 
-    warmup_epochs: list = field(default_factory=lambda: [4, 8])
-    leaf_epochs: int = 4
+    warmup_epochs: list = field(default_factory=lambda: [8, 16])
+    leaf_epochs: int = 8
     sampling: str = "uniform"
     leaf_init: str = "inherit"
     lr: float = 0.05
@@ -175,6 +178,13 @@ class SearchSection(EvolutionConfig):
     on the same fixed ``eval_images`` held-out images (the first ones of the validation split,
     class-stratified; None: all of it), in batches of ``eval_batch_size``."""
 
+    # the quick preset's values (the plain EvolutionConfig keeps its own defaults)
+    population: int = 20
+    generations: int = 8
+    parents: int = 5
+    crossover: int = 8
+    mutation: int = 8
+    newcomers: int = 4
     method: str = "evolution"
     bn: str = "recalibrate"
     bn_batches: int = 2
@@ -221,8 +231,11 @@ class BenchmarkSection:
 @dataclass
 class SearchConfig:
     """Everything a search run needs. ``out`` None: ``runs/search-<UTC timestamp>``.
-    ``threads``: torch intra-op CPU threads (None: torch's default); tiny networks run fastest
-    with 1 (the quick preset), as thread hand-offs cost more than the work. ``plots`` /
+    ``threads``: torch intra-op CPU threads (None: torch's count when the run starts); tiny
+    networks run fastest with 1 (the default, the quick preset's), as thread hand-offs cost more
+    than the work. Results depend on it (MKL / oneDNN sums): a resume or warm start with another
+    count is refused. The field defaults are the quick preset's, so ``SearchConfig()``,
+    ``from_dict``, ``from_yaml`` and ``naslid.search()`` start from the same values. ``plots`` /
     ``tensorboard``: write the PNG plots / TensorBoard scalars of the report. ``warm_start``: a
     run folder whose root warm-up (``train.warmup_epochs[0]`` epochs) this run adopts instead of
     training its own; the two runs must agree on everything the warm-up depends on (space, data,
@@ -240,8 +253,8 @@ class SearchConfig:
     out: str | None = None
     resume: bool = False
     quiet: bool = False
-    preset: str | None = None
-    threads: int | None = None
+    preset: str | None = "quick"
+    threads: int | None = 1
     plots: bool = True
     tensorboard: bool = True
     warm_start: str | None = None

@@ -66,14 +66,14 @@ def _open_run_folder(prep: Prepared, dist: DistContext, progress: Progress) -> R
     start's root checkpoint; the other ranks wait, then use the folder."""
     cfg = prep.cfg
     if dist.is_main:
-        folder = RunFolder.open(prep.out, prep.config_hash, cfg.resume)
+        folder = RunFolder.open(prep.out, prep.config_hash, cfg.resume, threads=prep.threads)
         atomic_write_text(prep.out / "config.yaml", cfg.to_yaml())
         store = RunStore(folder)
         if prep.warm_state is not None and not store.has_node(ROOT):
             store.save_node(ROOT, prep.warm_state)
             progress.warm_started(cfg.train.warmup_epochs[0], cfg.warm_start)
     dist.barrier()
-    return folder if dist.is_main else RunFolder(prep.out, prep.config_hash)
+    return folder if dist.is_main else RunFolder(prep.out, prep.config_hash, prep.threads)
 
 
 def _run_context(prep: Prepared, dist: DistContext, folder: RunFolder, progress: Progress,
@@ -125,13 +125,23 @@ def _share(dist: DistContext, result: SearchResult | None) -> SearchResult:
 def run_search(config: SearchConfig, *, dist: DistContext | None = None,
                echo: Callable[[str], None] | None = None) -> SearchResult:
     """Run (or ``config.resume``) a search; see the module docstring. ``echo``: a print-like
-    callable for one-line status messages (the CLI passes ``print``; None: silent)."""
+    callable for one-line status messages (the CLI passes ``print``; None: silent). The run uses
+    ``prep.threads`` intra-op threads (``config.threads``, else torch's count when called); the
+    caller's thread count is restored on return, on error too."""
     ctx = dist or DistContext.single(config.device if isinstance(config, SearchConfig) else "cpu")
     t0 = time.perf_counter()
     prep = prepare(config, ctx.device)
-    if prep.cfg.threads is not None:
-        torch.set_num_threads(prep.cfg.threads)
-    prepare_seconds = time.perf_counter() - t0
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(prep.threads)
+    try:
+        return _run_prepared(prep, ctx, time.perf_counter() - t0, echo)
+    finally:  # a library call leaves the caller's thread count as it found it
+        torch.set_num_threads(threads_before)
+
+
+def _run_prepared(prep: Prepared, ctx: DistContext, prepare_seconds: float,
+                  echo: Callable[[str], None] | None) -> SearchResult:
+    """The stages after ``prepare``, under the run's thread count."""
     progress = Progress.for_run(echo, quiet=prep.cfg.quiet, is_main=ctx.is_main)
     progress.run_started(prep.cfg, prep.data, prep.out, ctx.device, ctx.world_size)
     folder = _open_run_folder(prep, ctx, progress)

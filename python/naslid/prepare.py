@@ -38,6 +38,7 @@ class Prepared:
     out: Path
     config_hash: str
     warm_state: dict | None = None   # the root checkpoint adopted from ``cfg.warm_start``
+    threads: int = 1                 # intra-op CPU threads the run uses (part of its identity)
 
 
 def check_paths(cfg: SearchConfig) -> None:
@@ -79,6 +80,18 @@ def _build_space(cfg: SearchConfig, data: DataSplits) -> SearchSpace:
         raise InputError(f"config.space: {e}") from None
 
 
+def check_lid_k(cfg: SearchConfig) -> None:
+    """``split.k`` suits the LID estimator (the ops' own bound, ``naslid_ext``'s ``min_k``; here
+    and not in ``SearchConfig.validate``, which stays free of torch), so a bad k fails before the
+    warm-up instead of at the first split."""
+    from naslid_ext._lid_math import min_k
+
+    sp = cfg.split
+    if sp.criterion == "lid" and cfg.levels and sp.k < min_k(sp.lid_estimator):
+        raise InputError(f"config.split.k: k = {sp.k} is too small for split.lid_estimator "
+                         f"{sp.lid_estimator!r}, which needs k >= {min_k(sp.lid_estimator)}")
+
+
 def _check_sizes(cfg: SearchConfig, data: DataSplits) -> None:
     """A training batch and the split's batches fit in the training split."""
     n_train = len(data.train)
@@ -117,17 +130,19 @@ def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepare
     cfg = copy.deepcopy(config)
     with input_errors():
         cfg.validate()
+    check_lid_k(cfg)
     check_paths(cfg)
     if cfg.out is None:
         cfg.out = default_run_dir()
     out = Path(cfg.out)
     # the output folder first: cheap, and a refused folder must not cost a data load
-    RunFolder.check(out, cfg.config_hash(), cfg.resume)
+    threads = cfg.threads if cfg.threads is not None else torch.get_num_threads()
+    RunFolder.check(out, cfg.config_hash(), cfg.resume, threads)
     data = _load_data(cfg)
     space = _build_space(cfg, data)
     with input_errors():
         cfg.validate(num_decisions=len(space.decisions))
     _check_sizes(cfg, data)
     bench = _load_benchmark(cfg, space)
-    warm = load_warm_start(cfg) if cfg.warm_start is not None else None
-    return Prepared(cfg, data, space, bench, out, cfg.config_hash(), warm)
+    warm = load_warm_start(cfg, threads) if cfg.warm_start is not None else None
+    return Prepared(cfg, data, space, bench, out, cfg.config_hash(), warm, threads)

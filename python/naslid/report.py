@@ -1,4 +1,5 @@
-"""The run report: ``result.json``, TensorBoard scalars and PNG plots (matplotlib, Agg backend).
+"""The run report: ``result.json``, TensorBoard scalars and PNG plots (matplotlib figures on Agg
+canvases, ``naslid.figures``: the process's backend is left alone).
 
 ``write_report(out_dir, result, histories)`` writes, in the run folder:
 
@@ -25,12 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def _plt():
-    import matplotlib
+    """``naslid.figures``: pyplot's subplots / close on Agg canvases, no global backend switch."""
+    from . import figures
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return figures
 
 
 def _short(op: str) -> str:

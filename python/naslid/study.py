@@ -382,10 +382,7 @@ def markdown(rep: Mapping) -> str:
 
 def plot_delta_tau(rep: Mapping, path: str | Path) -> None:
     """Paired Δτ per seed (dots) with the mean and its interval (bar), one column per pair."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from . import figures as plt  # Agg canvas, the process's backend untouched
 
     pairs = list(rep["paired"])
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(pairs), 3.6))

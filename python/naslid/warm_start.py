@@ -90,16 +90,22 @@ def check_source_ready(src) -> None:
     _warmup_state(src, where, theirs.train.warmup_epochs[0])
 
 
-def load_warm_start(cfg) -> dict:
+def load_warm_start(cfg, threads: int | None = None) -> dict:
     """The root checkpoint state at the end of the warm-up of the run folder ``cfg.warm_start``.
 
     ValueError naming ``config.warm_start`` when the folder holds no run, its warm-up is not
     finished (``WarmStartNotReady``) or not kept (a ``none`` run trains its root on past the
-    warm-up), or it differs from this run in a field the warm-up depends on (listed)."""
+    warm-up), or it differs from this run in a field the warm-up depends on (listed), or ran
+    with another intra-op thread count than ``threads`` (MKL / oneDNN sums depend on it)."""
     src = Path(cfg.warm_start)
     where = f"config.warm_start: {str(src)!r}"
     theirs = _read_source_config(src, where)
     diff = _differences(warmup_identity(cfg), warmup_identity(theirs))
     if diff:
         raise InputError(f"{where} warmed up differently; the warm-up depends on: " + "; ".join(diff))
+    theirs_threads = (RunFolder.read_manifest(src) or {}).get("threads")
+    if threads is not None and theirs_threads not in (None, threads):
+        raise InputError(f"{where} warmed up with {theirs_threads} intra-op CPU threads, this run "
+                         f"uses {threads}; results depend on the thread count (MKL / oneDNN sums): "
+                         f"run with --set threads={theirs_threads}")
     return _warmup_state(src, where, cfg.train.warmup_epochs[0])

@@ -72,10 +72,6 @@ class SplitConfig:
         integer(f"{where}.repeats", self.repeats, 1)
         integer(f"{where}.n_groups", self.n_groups, 2)
         integer(f"{where}.k", self.k, 1)
-        if self.criterion == "lid":
-            from naslid_ext._lid_math import min_k  # the LID ops' own bound (imports torch)
-
-            integer(f"{where}.k", self.k, min_k(self.lid_estimator))
         boolean(f"{where}.balanced", self.balanced)
         boolean(f"{where}.record_grad_vectors", self.record_grad_vectors)
         return self
