@@ -405,3 +405,160 @@ def test_package_imports_and_works_without_the_extension():
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().endswith("OK")
     assert "naslid_ext._C failed to import" in res.stderr
+
+
+# ============================================================================================
+# The search driver: CLI (`naslid search`, `naslid bench-memory`) and Python API (naslid.search,
+# SearchConfig). Each bad value: one line naming the argument, exit status 2, before any work
+# (no run folder). More CLI cases (names, files, schedules) are in tests/test_cli.py.
+# ============================================================================================
+from naslid.errors import InputError  # noqa: E402
+
+CLI_BAD = [
+    (["--set", "split.k=1"], ["config.split.k", "k = 1", "naslid"]),
+    (["--set", "split.k=1", "--set", "split.lid_estimator=levina"], ["config.split.k", "levina"]),
+    (["--set", "split.k=200"], ["config.split.k", "split.batch_size = 128"]),
+    (["--set", "split.batch_size=1"], ["config.split.batch_size", "1"]),
+    (["--set", "split.repeats=0"], ["config.split.repeats"]),
+    (["--set", "split.n_groups=1"], ["config.split.n_groups"]),
+    (["--set", "split.balanced=maybe"], ["config.split.balanced", "maybe"]),
+    (["--set", "threads=0"], ["config.threads", "0"]),
+    (["--set", "data.valid_fraction=2"], ["config.data.valid_fraction"]),
+    (["--set", "data.batch_size=0"], ["config.data.batch_size"]),
+    (["--set", "data.batch_size=100000"], ["config.data.batch_size", "100000"]),
+    (["--set", "train.lr=-1"], ["config.train.lr"]),
+    (["--set", "search.population=0"], ["config.search.population"]),
+    (["--set", "search.parents=1", "--set", "search.crossover=1"], ["config.search.parents"]),
+    (["--set", "space.C=0"], ["config.space.C"]),
+    (["--set", "seed=abc"], ["config.seed", "abc"]),
+    (["--levels", "0"], ["--levels"]),
+    (["--warm-start", "/nonexistent/run"], ["warm_start", "/nonexistent/run"]),
+    (["--set", "benchmark.top_fraction=0"], ["config.benchmark.top_fraction"]),
+]
+
+
+def _search_cli(capsys, *args):
+    from naslid.cli import main
+
+    rc = main(["search", *args])
+    cap = capsys.readouterr()
+    return rc, cap.err
+
+
+@pytest.mark.parametrize("args,needles", CLI_BAD, ids=[" ".join(a)[:40] for a, _ in CLI_BAD])
+def test_cli_bad_value_one_line_exit_2_no_run_folder(capsys, tmp_path, args, needles):
+    out = tmp_path / "out"
+    rc, err = _search_cli(capsys, *args, "--out", str(out), "--quiet")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("naslid search: error:"), err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    assert not out.exists()
+
+
+def test_cli_resume_with_another_thread_count_is_refused(capsys, tmp_path):
+    """The thread count is part of a run's identity (MKL / oneDNN sums depend on it)."""
+    from naslid.checkpoint import RunFolder
+    from naslid.cli import build_parser, resolve_config
+
+    out = tmp_path / "run"
+    cfg = resolve_config(build_parser().parse_args(["search", "--out", str(out), "--set", "threads=1"]))
+    RunFolder.open(out, cfg.config_hash(), resume=False, threads=1)
+    (out / "config.yaml").write_text(cfg.to_yaml())
+    rc, err = _search_cli(capsys, "--resume", "--out", str(out), "--set", "threads=2", "--quiet")
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "1 intra-op CPU threads" in err and "would use 2" in err and "--set threads=1" in err
+
+
+BENCH_BAD = [
+    (["--k", "40", "--batch", "8"], ["k=40", "batch"]),
+    (["--batch", "1"], ["batch=1"]),
+    (["--width", "-1"], ["width=-1"]),
+    (["--decision", "nope", "--batch", "4", "--k", "2", "--input-size", "8", "--no-rss"], ["decision='nope'"]),
+]
+
+
+@pytest.mark.parametrize("args,needles", BENCH_BAD, ids=[" ".join(a)[:30] for a, _ in BENCH_BAD])
+def test_bench_memory_bad_value_one_line_exit_2(capsys, args, needles):
+    from naslid.memory import bench_memory_main
+
+    rc = bench_memory_main(args)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("naslid bench-memory: error:"), err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+API_BAD = [
+    (dict(split={"k": 1}), "config.split.k"),
+    (dict(split={"criterion": "entropy"}), "config.split.criterion"),
+    (dict(train={"warmup_epochs": [3, 2]}), "config.train.warmup_epochs"),
+    (dict(search={"population": -1}), "config.search.population"),
+    (dict(data={"dataset": "npz", "data_dir": "/nonexistent.npz"}), "config.data.data_dir"),
+    (dict(threads=0), "config.threads"),
+    (dict(bogus=1), "bogus"),
+]
+
+
+@pytest.mark.parametrize("overrides,needle", API_BAD, ids=[str(o)[:40] for o, _ in API_BAD])
+def test_python_api_bad_value_is_an_input_error(tmp_path, overrides, needle):
+    import naslid
+
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=re.escape(needle)) as info:
+        naslid.search(out=str(out), quiet=True, **overrides)
+    assert "\n" not in str(info.value) and not out.exists()
+    assert isinstance(info.value, ValueError)  # API compatibility
+
+
+def test_checkpoint_errors_are_input_errors():
+    from naslid.checkpoint import CheckpointError
+    from naslid.warm_start import WarmStartNotReady
+
+    assert issubclass(CheckpointError, InputError) and issubclass(WarmStartNotReady, InputError)
+
+
+# --------------------------------------------------------------------- a bug is not bad input
+BUG = "Expected more than 1 value per channel when training, got input size torch.Size([1, 8])"
+
+
+def test_cli_keeps_the_traceback_of_a_bug(capsys, tmp_path, monkeypatch):
+    """A ValueError raised inside the run (here BatchNorm's, an hour in) is not the user's fault:
+    it propagates (exit status 1 with its traceback when run as a program), never exit 2."""
+    from naslid import pipeline
+
+    def boom(*a, **k):
+        raise ValueError(BUG)
+
+    monkeypatch.setattr(pipeline, "run_search", boom)
+    with pytest.raises(ValueError, match="Expected more than 1 value"):
+        _search_cli(capsys, "--out", str(tmp_path / "o"), "--quiet")
+
+
+def test_bench_memory_keeps_the_traceback_of_a_bug(monkeypatch):
+    from naslid import memory
+
+    def boom(*a, **k):
+        raise ValueError(BUG)
+
+    monkeypatch.setattr(memory, "bench_memory", boom)
+    with pytest.raises(ValueError, match="Expected more than 1 value"):
+        memory.bench_memory_main(["--no-rss"])
+
+
+def test_program_exit_status_1_with_traceback_for_a_bug(tmp_path):
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from naslid import pipeline\n"
+        "def boom(*a, **k):\n"
+        f"    raise ValueError({BUG!r})\n"
+        "pipeline.run_search = boom\n"
+        "from naslid.cli import main\n"
+        f"sys.exit(main(['search', '--out', {str(tmp_path / 'o')!r}, '--quiet']))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "Traceback" in res.stderr and BUG in res.stderr
+    assert "naslid search: error" not in res.stderr

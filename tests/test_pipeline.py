@@ -181,14 +181,16 @@ def test_derive_seed_is_stable_and_label_sensitive():
     assert 0 <= derive_seed(123, "x") < 2 ** 31
 
 
+@pytest.mark.parametrize("criterion", ["lid", "grad", "random", "none"])
 @pytest.mark.parametrize("space_name", ["proxyless", "ofa"])
-def test_mobile_spaces_end_to_end(tmp_path, space_name):
-    """ProxylessNAS and OFA go through the same engine: a split on one decision, leaves inside the
-    parent's mask, and a best arch that is a valid arch of the space inside a leaf's mask."""
+def test_mobile_spaces_end_to_end(tmp_path, space_name, criterion):
+    """ProxylessNAS and OFA go through the same engine with every split criterion: a split on one
+    decision (none: no split, the root is the only leaf), leaves inside the parent's mask, and a
+    best arch that is a valid arch of the space inside a leaf's mask."""
     cfg = micro(tmp_path, space_name,
                 space={"name": space_name, "width": 0.25},
                 data={"image_size": 32, "max_train": 64, "max_valid": 32, "batch_size": 16},
-                split={"k": 5, "batch_size": 16},
+                split={"criterion": criterion, "k": 5, "batch_size": 16},
                 train={"warmup_epochs": [1], "leaf_epochs": 0},
                 search={"population": 3, "generations": 1, "parents": 2, "crossover": 1,
                         "mutation": 1, "newcomers": 1, "eval_batch_size": 32})
@@ -200,13 +202,16 @@ def test_mobile_spaces_end_to_end(tmp_path, space_name):
     arch = space.arch_from_string(out["best_arch"]) if isinstance(out["best_arch"], str) else out["best_arch"]
     space.validate_arch(arch)
     tree = out["split_tree"]
-    root = tree["r"]
-    assert root["split"]["chosen"] in space.decisions
     leaves = [n for n in tree.values() if n["leaf"]]
-    assert len(leaves) == 2
     masks = [space.mask_from_json(n["mask"]) for n in leaves]
     assert any(space.mask_contains(m, arch) for m in masks)
+    assert result.best_arch is not None
+    if criterion == "none":
+        assert len(leaves) == 1 and all(bool(v.all()) for v in masks[0].values())
+        return
+    root = tree["r"]
+    assert root["split"]["chosen"] in space.decisions
+    assert len(leaves) == 2
     chosen = root["split"]["chosen"]
     union = masks[0][chosen] | masks[1][chosen]
     assert bool(union.all()) and not bool((masks[0][chosen] & masks[1][chosen]).any())
-    assert result.best_arch is not None
