@@ -92,3 +92,32 @@ def block_fields(net_config: dict) -> list[tuple]:
             "act_func", "use_se")
     return [tuple(b["mobile_inverted_conv"].get(k) for k in keys) + (b["shortcut"] is not None,)
             for b in net_config["blocks"]]
+
+
+# ------------------------------------------------------------------------------------------------
+# a synthetic NB201 benchmark (for end-to-end runs that exercise the ranking stage)
+# ------------------------------------------------------------------------------------------------
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+def write_nb201_benchmark(path: Path, n: int = 200, seed: int = 0) -> Path:
+    """A CSV of ``n`` distinct random NB201 cells (``arch``, ``x_acc``), x_acc = 10 x convolutions
+    + 5 x skips + seeded noise: a made-up ground truth for the ranking stage, written to ``path``."""
+    import csv
+    import random
+
+    rng = random.Random(seed)
+    rows, seen = [], set()
+    while len(rows) < n:
+        ops = [rng.choice(NB201_OPS) for _ in range(6)]
+        arch = (f"|{ops[0]}~0|+|{ops[1]}~0|{ops[2]}~1|+|{ops[3]}~0|{ops[4]}~1|{ops[5]}~2|")
+        if arch in seen:
+            continue
+        seen.add(arch)
+        acc = 10.0 * sum(o.startswith("nor_conv") for o in ops) + 5.0 * ops.count("skip_connect")
+        rows.append([arch, round(acc + rng.random(), 4)])
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arch", "x_acc"])
+        w.writerows(rows)
+    return path
