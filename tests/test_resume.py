@@ -191,3 +191,31 @@ def test_checkpoint_round_trip_and_name_check(tmp_path):
     torch.save({"weights": 1}, tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="not a naslid checkpoint"):
         load_checkpoint(tmp_path / "plain.pt")
+
+
+def test_kill_in_the_ranking_stage_then_resume_equals_uninterrupted(tmp_path):
+    """kill -9 once the final search is checkpointed (``search.pt``) and before the ranking
+    checkpoint exists, i.e. during the ranking against a benchmark (120 cells sampled); --resume
+    then gives the uninterrupted run's result, ranking included. The micro run stands in for the
+    ``cpu`` preset (same stages, reduced size)."""
+    from helpers import write_nb201_benchmark
+
+    bench = write_nb201_benchmark(tmp_path / "bench.csv", n=300, seed=1)
+    extra = {"benchmark": {"file": str(bench), "sample_size": 120, "top_fraction": 0.02}}
+    ref_cfg = micro(tmp_path / "ref", **extra)
+    run_search(ref_cfg)
+    ref = json.loads((tmp_path / "ref" / "result.json").read_text())
+    cfg_file = tmp_path / "cfg.yaml"
+    micro(tmp_path / "unused", **extra).save_yaml(cfg_file)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(cli("--config", str(cfg_file), "--out", str(out), "--quiet"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _kill_when(proc, out / "ckpt" / "search.pt")
+    assert not (out / "ckpt" / "ranking.pt").exists(), "the ranking finished before the kill landed"
+    assert not (out / "result.json").exists()
+    r = subprocess.run(cli("--config", str(cfg_file), "--out", str(out), "--resume", "--quiet"),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads((out / "result.json").read_text())
+    assert content(got) == content(ref)
+    assert got["ranking"] == ref["ranking"] and got["best_arch_benchmark"] == ref["best_arch_benchmark"]
