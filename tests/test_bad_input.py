@@ -562,3 +562,22 @@ def test_program_exit_status_1_with_traceback_for_a_bug(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and "Traceback" in res.stderr and BUG in res.stderr
     assert "naslid search: error" not in res.stderr
+
+
+SPACES_BAD = [
+    (["nb201", "--arch", "|bad|"], ["arch_from_string", "|bad|"]),
+    (["nb201", "--opt", "C=x"], ["C must be an int", "'x'"]),
+    (["nb201", "--opt", "bogus=1"], ["bogus"]),
+]
+
+
+@pytest.mark.parametrize("args,needles", SPACES_BAD, ids=[" ".join(a)[:30] for a, _ in SPACES_BAD])
+def test_cli_spaces_bad_value_one_line_exit_2(capsys, args, needles):
+    from naslid.cli import main
+
+    rc = main(["spaces", *args])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("naslid spaces: error:"), err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])

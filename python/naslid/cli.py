@@ -222,9 +222,12 @@ def print_summary(result) -> None:
 
 
 def cmd_spaces(a: argparse.Namespace) -> int:
+    from .errors import input_errors
     from .spaces.describe import describe_space
 
-    print(describe_space(a.name, arch=a.arch, **dict(a.opt)))
+    with input_errors(types=(ValueError, TypeError)):  # parses the user's name, arch and options only
+        text = describe_space(a.name, arch=a.arch, **dict(a.opt))
+    print(text)
     return 0
 
 

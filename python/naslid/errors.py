@@ -23,12 +23,12 @@ class InputError(ValueError):
 
 
 @contextmanager
-def input_errors(prefix: str = ""):
-    """Re-raise a ``ValueError`` of a block that only checks user input as an ``InputError``
-    (``prefix`` prepended to its message); an ``InputError`` passes unchanged."""
+def input_errors(prefix: str = "", types: tuple[type[BaseException], ...] = (ValueError,)):
+    """Re-raise an exception of ``types`` from a block that only checks user input as an
+    ``InputError`` (``prefix`` prepended to its message); an ``InputError`` passes unchanged."""
     try:
         yield
     except InputError:
         raise
-    except ValueError as e:
+    except types as e:
         raise InputError(f"{prefix}{e}") from e
