@@ -10,7 +10,8 @@ Layout of a run folder ``OUT``::
 Every file is written atomically: a temporary file in the same folder, flushed and fsync'ed, then
 ``os.replace``'d onto the final name (and the folder fsync'ed), so a kill -9 leaves either the old
 or the new version, never a torn one. A checkpoint that cannot be read, or that belongs to another
-run (other config hash), raises ``CheckpointError`` (an ``InputError``: the folder the user named is unusable) naming the file.
+run (other config hash), raises ``CheckpointError`` naming the file: an ``InputError``, since the
+folder the user named is unusable (``naslid.errors``).
 """
 from __future__ import annotations
 

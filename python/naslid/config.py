@@ -5,8 +5,9 @@ once, in the class that owns it: the ``split`` section is a ``naslid.split.Split
 split batch size), the ``search`` section a ``naslid.evolution.EvolutionConfig`` (plus the
 evaluation settings). ``SearchConfig.validate()`` checks every field before any work starts
 (unknown names, impossible schedules): an ``InputError`` (``naslid.errors``, a ValueError) names the
-field (``config.train.warmup_epochs``, ...). It neither changes the config nor looks at the file system: whether ``data.data_dir`` and
-``benchmark.file`` exist is checked when a run is prepared (``naslid.prepare.prepare``).
+field (``config.train.warmup_epochs``, ...). It neither changes the config nor looks at the file
+system: whether ``data.data_dir`` and ``benchmark.file`` exist is checked when a run is prepared
+(``naslid.prepare.prepare``).
 
 Presets live in ``naslid/configs/<name>.yaml`` (``quick``: minutes on a laptop CPU; ``paper``: the
 released code's NB201 settings). A YAML file holds any subset of the fields; missing ones keep
