@@ -56,9 +56,10 @@ def _nonzero_mod_p(a: np.ndarray) -> bool:
         if piv != k:
             m[[k, piv]] = m[[piv, k]]
         inv = pow(int(m[k, k]), PRIME - 2, PRIME)
-        row = (m[k, k:] * inv) % PRIME  # (N - k,)
-        col = m[k + 1:, k].copy()  # (N - k - 1,)
-        m[k + 1:, k:] = (m[k + 1:, k:] - (col[:, None] * row[None, :]) % PRIME) % PRIME
+        row = (m[k, k + 1:] * inv) % PRIME  # (N - k - 1,)
+        neg = PRIME - m[k + 1:, k]  # (N - k - 1,) in [1, p]: -col mod p, so one mod per entry
+        # entries < p + p * p < 2^63: exact in int64; column k is eliminated (not needed again)
+        m[k + 1:, k + 1:] = (m[k + 1:, k + 1:] + neg[:, None] * row[None, :]) % PRIME
     return True
 
 
