@@ -421,6 +421,7 @@ CLI_BAD = [
     (["--set", "split.batch_size=1"], ["config.split.batch_size", "1"]),
     (["--set", "split.repeats=0"], ["config.split.repeats"]),
     (["--set", "split.n_groups=1"], ["config.split.n_groups"]),
+    (["--set", "split.n_groups=6"], ["config.split.n_groups", "6 groups", "5 candidates"]),
     (["--set", "split.balanced=maybe"], ["config.split.balanced", "maybe"]),
     (["--set", "threads=0"], ["config.threads", "0"]),
     (["--set", "data.valid_fraction=2"], ["config.data.valid_fraction"]),

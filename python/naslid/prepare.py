@@ -92,6 +92,14 @@ def check_lid_k(cfg: SearchConfig) -> None:
                          f"{sp.lid_estimator!r}, which needs k >= {min_k(sp.lid_estimator)}")
 
 
+def _check_groups(cfg: SearchConfig, space: SearchSpace) -> None:
+    """A split into ``split.n_groups`` groups needs a decision with that many candidates."""
+    most = max(len(v) for v in space.decisions.values())
+    if cfg.levels and cfg.split.n_groups > most:
+        raise InputError(f"config.split.n_groups: {cfg.split.n_groups} groups, but no decision of the "
+                         f"{cfg.space.name} space has more than {most} candidates to split")
+
+
 def _check_sizes(cfg: SearchConfig, data: DataSplits) -> None:
     """A training batch and the split's batches fit in the training split."""
     n_train = len(data.train)
@@ -143,6 +151,7 @@ def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepare
     with input_errors():
         cfg.validate(num_decisions=len(space.decisions))
     _check_sizes(cfg, data)
+    _check_groups(cfg, space)
     bench = _load_benchmark(cfg, space)
     warm = load_warm_start(cfg, threads) if cfg.warm_start is not None else None
     return Prepared(cfg, data, space, bench, out, cfg.config_hash(), warm, threads)
