@@ -36,7 +36,8 @@ def rank_against_benchmark(run: RunContext, benchmark: Benchmark, evaluator: Sub
             out = {"acc": m["acc"], "neg_loss": -m["loss"]}
             if hasattr(evaluator, "signals"):  # a combined score: every signal and the combination
                 sig = evaluator.signals(arch)
-                out.update({s: v for s, v in sig["values"].items() if s not in ("loss", "acc")})
+                # loss / acc are there already, params / flops are the report's own yardsticks
+                out.update({s: v for s, v in sig["values"].items() if s not in ("loss", "acc", "params", "flops")})
                 out["combined"] = sig["fitness"]
             return out
 
