@@ -34,6 +34,9 @@ COLUMN = "cifar10_valid_acc"
 BASE = ("supernet", "naswot", "synflow")
 CANDIDATES = ("aznas", "zico", "jacov", "lid")
 LID_VARIANTS = ("last", "mean", "peak_minus_last", "last_minus_first")
+#: published Kendall τ on NB201 CIFAR-10 over all 15,625 cells at NB201's own C = 16, N = 5 (the
+#: issue's anchors: AZ-NAS's paper, ZiCo's, NASWOT's, and the zero-cost proxy surveys)
+PUBLISHED = {"aznas": 0.741, "zico": 0.61, "naswot": 0.58, "params": 0.57, "synflow": 0.54}
 
 
 def _clean(v) -> float:
@@ -68,12 +71,16 @@ def seed_signals(seed: int, proxies: dict, free: dict) -> tuple[list[str], np.nd
     for name in ("zico", "jacov"):
         if s in sc.get(name, {}):
             sig[name] = np.array([_clean(sc[name][s][c]) for c in cells])
-    if s in sc.get("lid_profile", {}):
-        prof = [torch.tensor(sc["lid_profile"][s][c], dtype=torch.float64) for c in cells]
+    for key in sorted(k for k in sc if k.startswith("lid_profile")):
+        if s not in sc[key]:
+            continue
+        tag = "lid" + key[len("lid_profile"):]            # lid_profile -> lid, lid_profile_x -> lid_x
+        prof = [torch.tensor(sc[key][s][c], dtype=torch.float64) for c in cells]
         for v in LID_VARIANTS:
-            sig[f"lid_{v}"] = np.array([_clean(profile_score(p, v)) for p in prof])
-            sig[f"neg_lid_{v}"] = -sig[f"lid_{v}"]
-        sig["lid"] = sig["lid_last"]
+            sig[f"{tag}_{v}"] = np.array([_clean(profile_score(p, v)) for p in prof])
+            sig[f"neg_{tag}_{v}"] = -sig[f"{tag}_{v}"]
+        if key == "lid_profile":
+            sig["lid"] = sig["lid_last"]
     return cells, truth, sig
 
 
@@ -98,14 +105,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--proxies", default=str(STUDY / "proxies_sample.json"))
-    ap.add_argument("--free", default=str(FREE / "sample_c8.json"))
+    ap.add_argument("--free", nargs="+", default=[str(FREE / "sample_c8.json")],
+                    help="proxy_scores.py / supernet_lid.py files (their scores are merged)")
     ap.add_argument("--json", required=True)
     ap.add_argument("--doc", default=None, help="a markdown file whose combined-table section is rewritten")
+    ap.add_argument("--marker", default="combined-table", help="the section's marker name in --doc")
     args = ap.parse_args(argv)
     from naslid.ranking import paired_delta_tau
 
     proxies = json.loads(Path(args.proxies).read_text())
-    free = json.loads(Path(args.free).read_text())
+    free = {"scores": {}, "seconds": {}, "settings": []}
+    for f in args.free:
+        d = json.loads(Path(f).read_text())
+        for part in ("scores", "seconds"):
+            for name, by_seed in d.get(part, {}).items():
+                free[part].setdefault(name, {}).update(by_seed)
+        free["settings"].append({"file": Path(f).name, **d.get("settings", {})})
     per_seed = {s: seed_signals(s, proxies, free) for s in args.seeds}
     sig0 = per_seed[args.seeds[0]][2]
     singles = [k for k in sig0 if all(k in per_seed[s][2] for s in args.seeds)]
@@ -142,18 +157,21 @@ def main(argv=None) -> int:
         if f"supernet_{crit}" in singles:
             other = [combine(per_seed[s][2], (f"supernet_{crit}",) + default[1:]) for s in args.seeds]
             split_pairs[crit] = paired_delta_tau([combine(per_seed[s][2], default) for s in args.seeds], other, truths)
-    doc = {"seeds": args.seeds, "cells": len(truths[0]), "column": COLUMN, "rule": __doc__.split("Rule stated")[1].split("\n\n")[0],
+    seconds = {k: v for k, v in free.get("seconds", {}).items()}
+    seconds.update({k: v for k, v in proxies.get("seconds", {}).items() if k not in seconds})
+    doc = {"seeds": args.seeds, "free_settings": free["settings"], "cells": len(truths[0]), "column": COLUMN, "rule": __doc__.split("Rule stated")[1].split("\n\n")[0],
            "paired_candidates": paired, "default": list(default), "split_in_default": split_pairs,
-           "seconds_per_500": free.get("seconds", {}), "rows": rows}
+           "seconds_per_500": seconds, "rows": rows}
     Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     md = markdown(doc)
     print(md)
     if args.doc:
         p = Path(args.doc)
         text = p.read_text()
-        block = f"<!-- BEGIN combined-table -->\n{md}\n<!-- END combined-table -->"
-        if "<!-- BEGIN combined-table -->" in text:
-            text = re.sub(r"<!-- BEGIN combined-table -->.*?<!-- END combined-table -->", lambda _: block, text, flags=re.S)
+        b, e = f"<!-- BEGIN {args.marker} -->", f"<!-- END {args.marker} -->"
+        block = f"{b}\n{md}\n{e}"
+        if b in text:
+            text = re.sub(re.escape(b) + ".*?" + re.escape(e), lambda _: block, text, flags=re.S)
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
         p.write_text(text)
@@ -170,15 +188,20 @@ def markdown(doc: dict) -> str:
     out = [f"τ / ρ / precision@10 % against NB201 `{doc['column']}` on the study's {doc['cells']} stratified "
            f"cells, per seed (supernet = the seed's LID run's −loss; free scores initialised with the seed); "
            f"[..] = 95 % bootstrap interval of τ (cells resampled).", "",
-           "| predictor | " + " | ".join(f"τ s{s}" for s in seeds) + " | τ mean ± sd | ρ mean | p@10 % mean | top cell of the 500 (min–max %) |",
-           "|---|" + "---|" * (len(seeds) + 4)]
+           "| predictor | " + " | ".join(f"τ s{s}" for s in seeds) + " | τ mean ± sd | ρ mean | p@10 % mean "
+           "| top cell of the 500 (min–max %) | published τ |",
+           "|---|" + "---|" * (len(seeds) + 5)]
     for name, r in doc["rows"].items():
         taus = [r[s]["tau"] for s in seeds]
         cells = [f"{r[s]['tau']:.3f} [{r[s]['tau_ci95'][0]:.2f}, {r[s]['tau_ci95'][1]:.2f}]" if r[s]["tau_ci95"]
                  else f"{r[s]['tau']:.3f}" for s in seeds]
         tops = [r[s]["top_cell_acc"] for s in seeds]
         out.append(f"| {name} | " + " | ".join(cells) + f" | {_ms(taus)} | {np.mean([r[s]['rho'] for s in seeds]):.3f} "
-                   f"| {np.mean([r[s]['p10'] for s in seeds]):.2f} | {min(tops):.2f}–{max(tops):.2f} |")
+                   f"| {np.mean([r[s]['p10'] for s in seeds]):.2f} | {min(tops):.2f}–{max(tops):.2f} "
+                   f"| {PUBLISHED.get(name, '')} |")
+    sec = doc["seconds_per_500"]
+    out += ["", "Seconds per 500 cells (mean over the seeds scored; one thread on a 2-core machine shared with "
+            "other jobs, so upper bounds): " + ", ".join(f"{k} {np.mean(list(v.values())):.0f} s" for k, v in sec.items()) + "."]
     out += ["", "Paired Δτ of adding each candidate to supernet + naswot + synflow (the pre-stated rule: it joins "
             "when the 95 % interval is above 0):", ""]
     for c, p in doc["paired_candidates"].items():
