@@ -141,6 +141,8 @@ def main(argv=None) -> int:
         if paired[c]["ci95"] is not None and paired[c]["ci95"][0] > 0:
             joined.append(c)
     default = BASE + tuple(joined)
+    if {"aznas", "lid"} <= set(singles) and default != BASE + ("aznas", "lid"):
+        combos["supernet+naswot+synflow+aznas+lid"] = BASE + ("aznas", "lid")  # the rule on seed 0 alone
     combos["default: " + "+".join(default)] = default
     combos["default free-only: " + "+".join(default[1:])] = default[1:]
     for crit in ("random", "none", "grad"):
@@ -152,6 +154,12 @@ def main(argv=None) -> int:
     for name, parts in combos.items():
         rows[name] = {str(s): metrics(combine(per_seed[s][2], parts), per_seed[s][1], s) for s in args.seeds}
         rows[name]["signals"] = list(parts)
+    # leave-one-out, reported only (not a selection rule): what each joined score adds to the others
+    loo = {}
+    default_pred = [combine(per_seed[s][2], default) for s in args.seeds]
+    for c in joined:
+        rest = tuple(x for x in default if x != c)
+        loo[c] = paired_delta_tau(default_pred, [combine(per_seed[s][2], rest) for s in args.seeds], truths)
     split_pairs = {}
     for crit in ("random", "none", "grad"):
         if f"supernet_{crit}" in singles:
@@ -160,7 +168,7 @@ def main(argv=None) -> int:
     seconds = {k: v for k, v in free.get("seconds", {}).items()}
     seconds.update({k: v for k, v in proxies.get("seconds", {}).items() if k not in seconds})
     doc = {"seeds": args.seeds, "free_settings": free["settings"], "cells": len(truths[0]), "column": COLUMN, "rule": __doc__.split("Rule stated")[1].split("\n\n")[0],
-           "paired_candidates": paired, "default": list(default), "split_in_default": split_pairs,
+           "paired_candidates": paired, "default": list(default), "leave_one_out": loo, "split_in_default": split_pairs,
            "seconds_per_500": seconds, "rows": rows}
     Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     md = markdown(doc)
@@ -208,7 +216,13 @@ def markdown(doc: dict) -> str:
         ci = p["ci95"]
         out.append(f"- `{c}`: Δτ {p['mean']:+.3f} (per seed {', '.join(f'{d:+.3f}' for d in p['per_seed'])}), "
                    f"95 % [{ci[0]:+.3f}, {ci[1]:+.3f}] → {'joins' if c in doc['default'] else 'stays out'}")
-    out += ["", f"Default combination: `{'+'.join(doc['default'])}`.", ""]
+    out += ["", f"Default combination: `{'+'.join(doc['default'])}`. Leave-one-out (reported, not a rule): "
+            "Δτ of the default minus the default without the score:", ""]
+    for c, p in doc.get("leave_one_out", {}).items():
+        ci = p["ci95"]
+        out.append(f"- without `{c}`: Δτ {p['mean']:+.3f} (per seed {', '.join(f'{d:+.3f}' for d in p['per_seed'])}), "
+                   f"95 % [{ci[0]:+.3f}, {ci[1]:+.3f}]")
+    out += ["", "Does the split matter inside the default combination (paired, two-level bootstrap):", ""]
     for crit, p in doc["split_in_default"].items():
         ci = p["ci95"]
         out.append(f"- default with LID leaves − with {crit} leaves: Δτ {p['mean']:+.3f} "

@@ -172,7 +172,7 @@ class SearchSection(EvolutionConfig):
     of ``eval_batch_size`` images) or ``batch`` (batch statistics). ``score``: fitness of a cell,
     ``loss`` (minus the mean cross-entropy: no ties) or ``acc`` (accuracy %) — the pure-supernet
     protocol — or a ``+``-joined combination of those and training-free scores
-    (``"loss+naswot+synflow+aznas+lid"``; ``naslid.combined_score``): the mean of the signals'
+    (``"loss+naswot+synflow+aznas+jacov+lid"``; ``naslid.combined_score``): the mean of the signals'
     quantiles against a reference sample of ``reference_size`` de-isomorphic cells drawn once per
     run with the run's seed (unused by a single ``loss`` / ``acc``). Every cell is scored
     on the same fixed ``eval_images`` held-out images (the first ones of the validation split,
