@@ -32,7 +32,7 @@ def run_one(args, epochs: int, seed: int) -> dict:
     if not done.exists():
         cmd = [sys.executable, "-m", "naslid.cli", "search", "--preset", "cpu", "--dataset", "npz",
                "--data-dir", str(args.data), "--benchmark", str(args.benchmark), "--criterion", "none",
-               "--warmup", str(epochs), "--leaf-epochs", "0", "--seed", str(seed), "--out", str(out),
+               "--score", "loss", "--warmup", str(epochs), "--leaf-epochs", "0", "--seed", str(seed), "--out", str(out),
                "--quiet", "--set", "search.generations=1", "--set", "search.population=10",
                "--set", "search.parents=2", "--set", "search.crossover=2", "--set", "search.mutation=2",
                "--set", "search.newcomers=2"]

@@ -1,4 +1,4 @@
-"""Zero-cost proxy scores (``naslid.proxies``) of NB201 cells at the ``cpu`` protocol's network.
+"""Training-free scores (``naslid.free_scores``) of NB201 cells at the ``cpu`` protocol's network.
 
 The baselines of the criteria study (``benchmarks/search_quality.py report --proxies``): for each
 seed, every proxy scores the study's cells on the stand-alone network the ``cpu`` preset searches
@@ -11,6 +11,14 @@ own search: its best-scored cell is what a user gets from the proxy in the time 
 them (recorded), to set beside the cell a NAS-LID run found.
 
     python benchmarks/proxy_scores.py --seeds 0 1 2 3 4 --cells sample --json docs/search_results/proxies_sample.json
+
+Every score of ``naslid.free_scores`` can be asked for (``--proxies synflow naswot aznas zico jacov
+lid``), plus ``lid_profile``: the whole layer-wise LID profile per cell (the LID variants of
+docs/search.md are read from it offline). ``aznas`` is stored as its four terms per cell.
+``--net nb201`` scores NB201's own network (C=16, N=5, 32x32) instead of the preset's.
+
+    python benchmarks/proxy_scores.py --seeds 0 --proxies aznas zico jacov lid_profile --cells sample \
+        --json docs/search_results/free_scores/sample_c8.json
 
 Resumable: the JSON is rewritten after every (proxy, seed); finished ones are kept on a rerun
 with the same settings (other settings are refused: choose another --json).
@@ -36,10 +44,13 @@ def settings(args) -> dict:
     from naslid.config import SearchConfig
 
     cfg = SearchConfig.preset_config("cpu")
-    return {"space": "nb201", "C": cfg.space.C, "N": cfg.space.N, "image_size": cfg.data.image_size,
-            "valid_fraction": cfg.data.valid_fraction, "naswot_batch": NASWOT_BATCH, "cells": args.cells,
-            "sample_size": cfg.benchmark.sample_size, "data": Path(args.data).name,
-            "benchmark": Path(args.benchmark).name}
+    st = {"space": "nb201", "C": cfg.space.C, "N": cfg.space.N, "image_size": cfg.data.image_size,
+          "valid_fraction": cfg.data.valid_fraction, "naswot_batch": NASWOT_BATCH, "cells": args.cells,
+          "sample_size": cfg.benchmark.sample_size, "data": Path(args.data).name,
+          "benchmark": Path(args.benchmark).name}
+    if args.net == "nb201":  # the key only when not the preset's network: older files keep their hash
+        st.update(C=16, N=5, image_size=32, net="nb201")
+    return st
 
 
 def cells_of(bench, which: str, sample_size: int) -> list[str]:
@@ -56,8 +67,42 @@ def naswot_batch(args, st: dict, seed: int):
 
     data = load_splits("npz", args.data, valid_fraction=st["valid_fraction"], seed=seed,
                        image_size=st["image_size"], augment=False, download=False)
-    x, _ = next(iter(make_loader(data, "train", NASWOT_BATCH, seed=seed, augment=False, drop_last=True)))
-    return x
+    x, y = next(iter(make_loader(data, "train", NASWOT_BATCH, seed=seed, augment=False, drop_last=True)))
+    return x, y
+
+
+def score(name: str, space, cells, x, y, seed: int) -> dict:
+    """{arch: value} of one score (``lid_profile``: the LID of every LID layer, a list)."""
+    from naslid.free_scores import score_cells
+    from naslid.proxies import fresh_subnet
+    from naslid.proxies_lid import lid_profile
+
+    if name == "lid_profile":
+        return {a: [float(v) for v in lid_profile(fresh_subnet(space, a, seed), x, 20, copy_net=False)]
+                for a in cells}
+    return score_cells([name], space, cells, x=x, y=y, seed=seed)[name]
+
+
+def _json_value(v):
+    if isinstance(v, dict):
+        return {k: _json_value(u) for k, u in v.items()}
+    if isinstance(v, list):
+        return [_json_value(u) for u in v]
+    return v if math.isfinite(v) else None
+
+
+def _best(sc: dict):
+    """The best-scored cell (AZ-NAS: by its rank aggregate over these cells); None for a profile."""
+    from naslid.proxies_aznas import AZNAS_TERMS, rank_aggregate
+
+    first = next(iter(sc.values()))
+    if isinstance(first, list):
+        return None
+    if isinstance(first, dict):
+        agg = rank_aggregate({t: [sc[a][t] for a in sc] for t in AZNAS_TERMS})
+        return list(sc)[int(agg.argmax())]
+    finite = {a: v for a, v in sc.items() if math.isfinite(v)}
+    return max(finite, key=finite.get)
 
 
 def main(argv=None) -> int:
@@ -69,22 +114,25 @@ def main(argv=None) -> int:
     p.add_argument("--benchmark", default=str(DATA / "nb201_cifar10_valid.csv"))
     p.add_argument("--json", required=True)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--net", choices=("cpu", "nb201"), default="cpu",
+                   help="cpu: the preset's C=8, N=1, 16x16 network; nb201: C=16, N=5, 32x32")
     args = p.parse_args(argv)
 
     import torch
 
     from naslid.benchmark import load_benchmark
     from naslid.checkpoint import atomic_write_text
-    from naslid.proxies import PROXIES, score_archs
+    from naslid.choices import FREE_SCORES
     from naslid.spaces import get_space
 
     for opt, path in (("--data", args.data), ("--benchmark", args.benchmark)):
         if not Path(path).is_file():
             print(f"proxy_scores: {opt}: {path!r} does not exist (../shared/data; see its README)", file=sys.stderr)
             return 2
-    bad = [x for x in args.proxies if x not in PROXIES]
+    known = list(FREE_SCORES) + ["lid_profile"]
+    bad = [x for x in args.proxies if x not in known]
     if bad:
-        print(f"proxy_scores: --proxies: unknown {bad} (choose from {list(PROXIES)})", file=sys.stderr)
+        print(f"proxy_scores: --proxies: unknown {bad} (choose from {known})", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     st = settings(args)
@@ -106,17 +154,18 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             if str(seed) in doc["scores"].get(name, {}):
                 continue
-            batch = naswot_batch(args, st, seed) if name == "naswot" else None
+            x, y = naswot_batch(args, st, seed)
             t0 = time.perf_counter()
-            sc = score_archs(name, space, cells, batch=batch, seed=seed)
+            sc = score(name, space, cells, x, y, seed)
             sec = time.perf_counter() - t0
-            finite = {a: v for a, v in sc.items() if math.isfinite(v)}
-            best = max(finite, key=finite.get)
-            doc["scores"].setdefault(name, {})[str(seed)] = {a: (v if math.isfinite(v) else None) for a, v in sc.items()}
+            best = _best(sc)
+            doc["scores"].setdefault(name, {})[str(seed)] = {a: _json_value(v) for a, v in sc.items()}
             doc["seconds"].setdefault(name, {})[str(seed)] = sec
-            doc["best"].setdefault(name, {})[str(seed)] = {"arch": best, COLUMN: acc[best], "cells": len(cells)}
+            if best is not None:
+                doc["best"].setdefault(name, {})[str(seed)] = {"arch": best, COLUMN: acc[best], "cells": len(cells)}
             atomic_write_text(out, json.dumps(doc, indent=0) + "\n")
-            print(f"{name} seed {seed}: {len(cells)} cells in {sec:.0f} s; best {best} ({acc[best]:.2f} %)", flush=True)
+            print(f"{name} seed {seed}: {len(cells)} cells in {sec:.0f} s; best {best} "
+                  f"({acc[best] if best else float('nan'):.2f} %)", flush=True)
     return 0
 
 

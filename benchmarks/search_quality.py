@@ -69,7 +69,7 @@ def search_args(args, criterion: str, seed: int) -> list[str]:
     """``naslid search`` arguments of one run of the study."""
     a = ["--preset", PRESET, "--dataset", "npz", "--data-dir", str(args.data), "--benchmark", str(args.benchmark),
          "--criterion", criterion, "--seed", str(seed), "--out", str(run_dir(args.work, criterion, seed)),
-         "--set", "threads=1", "--set", "plots=false"]
+         "--set", "threads=1", "--set", "plots=false", "--score", "loss"]  # the pure-supernet protocol
     if criterion == "none":
         a += ["--leaf-epochs", str(none_leaf_epochs())]
     if criterion != "lid":

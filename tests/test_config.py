@@ -175,7 +175,8 @@ SPLIT_VALUES = {"criterion": "grad", "repeats": 3, "similarity": "euclidean", "p
                 "record_grad_vectors": True, "batch_size": 64}
 SEARCH_VALUES = {"population": 30, "generations": 7, "parents": 4, "crossover": 3, "mutation": 5,
                  "mutation_prob": 0.25, "newcomers": 2, "max_tries": 9, "method": "random",
-                 "bn": "batch", "bn_batches": 3, "eval_batch_size": 100, "score": "acc", "eval_images": 500}
+                 "bn": "batch", "bn_batches": 3, "eval_batch_size": 100, "score": "acc", "eval_images": 500,
+                 "reference_size": 64}
 
 
 def _every_field():
@@ -301,8 +302,8 @@ def test_each_rule_is_checked_once(monkeypatch):
     twice = {k: n for k, n in seen.items() if n > 1}
     assert not twice
     for section, name, _ in _every_field():
-        if name not in ("edge_rule", "eval_images"):  # None by default: nothing to check
-            assert seen[f"config.{section}.{name}"] == 1, name
+        if name not in ("edge_rule", "eval_images", "score"):  # None by default: nothing to check;
+            assert seen[f"config.{section}.{name}"] == 1, name  # score: naslid.score_spec's grammar
 
 
 def test_standalone_configs_name_their_class():

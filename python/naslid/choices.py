@@ -56,3 +56,14 @@ EVAL_BN_MODES = ("recalibrate", "batch")
 
 #: ``benchmark.sample``: how the ranking's cells are drawn (one per isomorphism class either way).
 SAMPLE_METHODS = ("stratified", "uniform")
+
+#: training-free scores of a fresh stand-alone network (``naslid.free_scores``), higher = better.
+FREE_SCORES = ("params", "flops", "synflow", "naswot", "aznas", "zico", "jacov", "lid")
+
+#: the spaces a training-free score can rate (a score not listed rates every space): NASWOT needs
+#: hookable rectifiers (not OFA's h-swish); AZ-NAS and LID read NB201's stage feature maps.
+FREE_SCORE_SPACES = {"naswot": ("nb201", "proxyless"), "aznas": ("nb201",), "lid": ("nb201",)}
+
+#: ``search.score`` signals: the supernet's ("loss": minus the held-out loss, "acc") and every
+#: training-free score; a combination joins them with "+" (e.g. "loss+naswot+synflow").
+SIGNALS = SCORES + FREE_SCORES

@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--leaf-epochs", type=int, help="epochs of further training of each leaf")
     s.add_argument("--leaf-init", help="inherit | reinit")
     s.add_argument("--sampling", help="uniform | fair (architecture sampling in supernet training)")
-    s.add_argument("--score", help="loss | acc (fitness of a cell with inherited weights)")
+    s.add_argument("--score", help="loss | acc (the pure-supernet protocol: fitness of a cell with inherited "
+                   "weights) or a '+'-joined combination of loss/acc and training-free scores "
+                   "(params, flops, synflow, naswot, aznas, zico, jacov, lid), e.g. loss+naswot+synflow")
     s.add_argument("--search", dest="search_method", help="evolution | random")
     s.add_argument("--benchmark", metavar="FILE", help="ground-truth CSV (arch + *_acc columns)")
     s.add_argument("--seed", type=int)

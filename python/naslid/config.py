@@ -26,8 +26,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from .choices import (DATASETS, EVAL_BN_MODES, LEAF_INITS, PRESETS, SAMPLE_METHODS, SAMPLINGS, SCORES,
-                      SEARCH_METHODS, SPACES)
+from .choices import (DATASETS, EVAL_BN_MODES, FREE_SCORE_SPACES, LEAF_INITS, PRESETS, SAMPLE_METHODS,
+                      SAMPLINGS, SCORES, SEARCH_METHODS, SPACES)
 from .errors import InputError
 from .evolution_config import EvolutionConfig
 from .split.config import SplitConfig
@@ -175,7 +175,11 @@ class SearchSection(EvolutionConfig):
     ``method``: ``evolution`` or ``random`` (``population * generations`` uniform samples).
     ``bn``: ``recalibrate`` (BN statistics recomputed per subnet on ``bn_batches`` training batches
     of ``eval_batch_size`` images) or ``batch`` (batch statistics). ``score``: fitness of a cell,
-    ``loss`` (minus the mean cross-entropy: no ties) or ``acc`` (accuracy %). Every cell is scored
+    ``loss`` (minus the mean cross-entropy: no ties) or ``acc`` (accuracy %) — the pure-supernet
+    protocol — or a ``+``-joined combination of those and training-free scores
+    (``"loss+naswot+synflow+aznas+jacov+lid"``; ``naslid.combined_score``): the mean of the signals'
+    quantiles against a reference sample of ``reference_size`` de-isomorphic cells drawn once per
+    run with the run's seed (unused by a single ``loss`` / ``acc``). Every cell is scored
     on the same fixed ``eval_images`` held-out images (the first ones of the validation split,
     class-stratified; None: all of it), in batches of ``eval_batch_size``."""
 
@@ -192,11 +196,15 @@ class SearchSection(EvolutionConfig):
     eval_batch_size: int = 256
     score: str = "loss"
     eval_images: int | None = 2000
+    reference_size: int = 256
 
     def validate(self, where: str = "config.search") -> "SearchSection":
+        from .score_spec import parse_signals
+
         choice(f"{where}.method", self.method, SEARCH_METHODS)
         choice(f"{where}.bn", self.bn, EVAL_BN_MODES)
-        choice(f"{where}.score", self.score, SCORES)
+        parse_signals(self.score, f"{where}.score")
+        integer(f"{where}.reference_size", self.reference_size, 2)
         if self.eval_images is not None:
             integer(f"{where}.eval_images", self.eval_images, 1)
         integer(f"{where}.bn_batches", self.bn_batches, 1)
@@ -327,10 +335,14 @@ class SearchConfig:
         Path(path).write_text(self.to_yaml())
 
     def run_identity(self) -> dict:
-        """The fields that determine a run's results (``RUN_NEUTRAL`` ones removed)."""
+        """The fields that determine a run's results (``RUN_NEUTRAL`` ones removed; so is
+        ``search.reference_size`` when ``search.score`` is a single supernet signal, which does not
+        use it: pure-supernet runs keep the identity they had before combinations existed)."""
         d = self.to_dict()
         for k in self.RUN_NEUTRAL:
             d.pop(k, None)
+        if isinstance(self.search.score, str) and self.search.score in SCORES:
+            d["search"].pop("reference_size", None)
         return d
 
     def config_hash(self) -> str:
@@ -370,6 +382,13 @@ class SearchConfig:
         decisions. Changes nothing and reads no file (see ``naslid.prepare.prepare``)."""
         for name in ("space", "data", "split", "train", "search", "benchmark"):
             getattr(self, name).validate(f"config.{name}")
+        from .score_spec import parse_signals
+
+        for sig in parse_signals(self.search.score):
+            ok = FREE_SCORE_SPACES.get(sig)
+            if ok is not None and self.space.name not in ok:
+                raise InputError(f"config.search.score: score {sig!r} cannot rate space {self.space.name!r} "
+                                 f"(it supports {list(ok)}); drop it from {self.search.score!r}")
         if num_decisions is not None and self.levels > num_decisions:
             raise InputError(f"config.train.warmup_epochs: {self.levels} levels but the {self.space.name} space "
                              f"has only {num_decisions} decisions to split")

@@ -7,6 +7,12 @@ seed), its BatchNorm statistics recalibrated on ``search.bn_batches`` training b
 (seed, "calib") (``search.bn: recalibrate``) or taken from the batch (``batch``).
 ``run_final_search`` searches the union of the leaves' masks with a generator seeded by
 (seed, "search") and checkpoints the outcome.
+
+``search.score`` a combination (``"loss+naswot+synflow"``, ``naslid.combined_score``): the
+evaluator is a ``naslid.combined_evaluator.CombinedEvaluator`` over the same leaves, its reference
+sample of ``search.reference_size`` de-isomorphic cells drawn with (seed, "reference"), the
+training-free scores on stand-alone networks initialised with the run's seed and on 128 training
+images drawn with (seed, "free"). A single ``loss`` / ``acc`` is the pure-supernet protocol.
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ import dataclasses
 
 import torch
 
+from .combined_evaluator import FREE_BATCH, CombinedEvaluator
+from .combined_score import draw_reference, free_signals, is_pure_supernet, parse_signals
 from .data import DataSplits, fixed_batches, stratified_take
 from .evaluate import SubnetEvaluator
 from .evolution import evolutionary_search, random_search
@@ -35,9 +43,9 @@ def evaluation_data(data: DataSplits, eval_images: int | None) -> DataSplits:
     return dataclasses.replace(data, valid=data.valid.subset(taken))
 
 
-def build_evaluator(run: RunContext, tree: dict, leaves: list[str]) -> SubnetEvaluator:
-    """A ``SubnetEvaluator`` over the weights of ``leaves`` (node ids of ``tree``); see the module
-    docstring."""
+def build_evaluator(run: RunContext, tree: dict, leaves: list[str]) -> SubnetEvaluator | CombinedEvaluator:
+    """A ``SubnetEvaluator`` over the weights of ``leaves`` (node ids of ``tree``), wrapped in a
+    ``CombinedEvaluator`` when ``search.score`` is a combination; see the module docstring."""
     se = run.cfg.search
     nets = [(run.node_mask(tree[nid]), run.supernet_from(run.store.node_or_parent(tree[nid])))
             for nid in leaves]
@@ -45,8 +53,20 @@ def build_evaluator(run: RunContext, tree: dict, leaves: list[str]) -> SubnetEva
                           device=run.device)
     calib = fixed_batches(run.data, "train", se.eval_batch_size, num_batches=se.bn_batches,
                           seed=run.seed("calib"), device=run.device) if se.bn == "recalibrate" else None
-    return SubnetEvaluator(run.space, nets, valid, bn=se.bn, calib_batches=calib, device=run.device,
-                           score=se.score)
+    signals = parse_signals(se.score)
+    base = SubnetEvaluator(run.space, nets, valid, bn=se.bn, calib_batches=calib, device=run.device,
+                           score=signals[0] if is_pure_supernet(signals) else "loss")
+    if is_pure_supernet(signals):
+        return base
+    x = y = None
+    if free_signals(signals):
+        (x, y), = fixed_batches(run.data, "train", FREE_BATCH, num_batches=1, seed=run.seed("free"),
+                                device=run.device)
+    reference = draw_reference(run.space, se.reference_size,
+                               torch.Generator().manual_seed(run.seed("reference")))
+    with run.meter.stage("reference"):
+        return CombinedEvaluator(base, signals, reference, x=x, y=y, seed=run.cfg.seed,
+                                 progress=run.progress.bars)
 
 
 def run_final_search(run: RunContext, evaluator: SubnetEvaluator, leaves: list[str]) -> dict:
@@ -69,6 +89,10 @@ def run_final_search(run: RunContext, evaluator: SubnetEvaluator, leaves: list[s
                "best_metrics": evaluator.metrics(r.best_arch), "score": se.score,
                "best_leaf": leaves[evaluator.leaf_index(r.best_arch)],
                "summary": r.to_dict(space), "evaluated": dict(r.evaluated)}
+        if isinstance(evaluator, CombinedEvaluator):
+            res["summary"]["best_signals"] = evaluator.signals(r.best_arch)
+            res["summary"]["reference_size"] = len(evaluator.reference)
+            res["summary"]["free_score_seconds"] = evaluator.free_seconds
     run.store.save_search(res)
     run.save_meter()
     return res

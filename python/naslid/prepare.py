@@ -111,6 +111,19 @@ def _check_sizes(cfg: SearchConfig, data: DataSplits) -> None:
                          f"{sp.repeats * sp.batch_size} training images, the split has {n_train}")
 
 
+def _check_reference(cfg: SearchConfig, space: SearchSpace) -> None:
+    """A combined ``search.score``'s reference sample fits in the space's isomorphism classes."""
+    from .combined_score import count_classes
+    from .score_spec import is_pure_supernet, parse_signals
+
+    if is_pure_supernet(parse_signals(cfg.search.score)):
+        return
+    n = count_classes(space)
+    if cfg.search.reference_size > n:
+        raise InputError(f"config.search.reference_size: {cfg.search.reference_size} reference cells asked for, "
+                         f"but the {space.name} space has only {n} distinct cells")
+
+
 def _load_benchmark(cfg: SearchConfig, space: SearchSpace) -> Benchmark | None:
     """The benchmark of ``cfg.benchmark.file`` (None without one), checked against the ranking
     sample the config asks for."""
@@ -152,6 +165,7 @@ def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepare
         cfg.validate(num_decisions=len(space.decisions))
     _check_sizes(cfg, data)
     _check_groups(cfg, space)
+    _check_reference(cfg, space)
     bench = _load_benchmark(cfg, space)
     warm = load_warm_start(cfg, threads) if cfg.warm_start is not None else None
     return Prepared(cfg, data, space, bench, out, cfg.config_hash(), warm, threads)

@@ -1,7 +1,8 @@
 """The ranking stage (rank 0, with a benchmark): how well the leaves rank cells, in the run's terms.
 
 ``rank_against_benchmark`` scores the benchmark's top cells and a seeded sample of cells with the
-evaluator (by accuracy and by minus the loss; the parameter count and FLOPs of the same cells are
+evaluator (by accuracy and by minus the loss; with a combined ``search.score`` also by every
+training-free signal and by the combination, ``combined``, on the same cells; the parameter count and FLOPs of the same cells are
 ranked beside them: ``naslid.ranking.ranking_report``) and looks up the best arch's row;
 checkpointed. ``ranking_for_result`` and ``plot_points`` reshape the report for ``result.json``
 and for the report's predicted-against-true plots.
@@ -9,12 +10,13 @@ and for the report's predicted-against-true plots.
 from __future__ import annotations
 
 from .benchmark import Benchmark
+from .combined_evaluator import CombinedEvaluator
 from .evaluate import SubnetEvaluator
 from .ranking import best_arch_benchmark, ranking_report
 from .run_context import RunContext
 
 
-def rank_against_benchmark(run: RunContext, benchmark: Benchmark, evaluator: SubnetEvaluator,
+def rank_against_benchmark(run: RunContext, benchmark: Benchmark, evaluator: SubnetEvaluator | CombinedEvaluator,
                            best_arch: str) -> dict:
     """{"report": ``ranking_report``'s dict (with points), "best": the benchmark row of
     ``best_arch`` or None}; computed once and checkpointed."""
@@ -31,7 +33,13 @@ def rank_against_benchmark(run: RunContext, benchmark: Benchmark, evaluator: Sub
             if bar is not None:
                 bar.update(1)
             m = evaluator.metrics(arch)
-            return {"acc": m["acc"], "neg_loss": -m["loss"]}
+            out = {"acc": m["acc"], "neg_loss": -m["loss"]}
+            if hasattr(evaluator, "signals"):  # a combined score: every signal and the combination
+                sig = evaluator.signals(arch)
+                # loss / acc are there already, params / flops are the report's own yardsticks
+                out.update({s: v for s, v in sig["values"].items() if s not in ("loss", "acc", "params", "flops")})
+                out["combined"] = sig["fitness"]
+            return out
 
         try:
             rep = ranking_report(benchmark, predict, top_fraction=b.top_fraction, sample_size=b.sample_size,

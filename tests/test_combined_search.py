@@ -1,0 +1,78 @@
+"""The combined score in a whole (micro) search run: every signal reaches result.json and the
+ranking, the found cell's signals are its quantiles' mean; and the spaces that accept which scores
+(ProxylessNAS / OFA networks scored by the scores that support them). Seconds on one thread."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import micro_config
+from naslid.config import SearchConfig
+from naslid.free_scores import score_cells
+from naslid.pipeline import run_search
+from naslid.spaces import get_space
+from test_pipeline import write_benchmark
+
+torch.set_num_threads(1)
+SIGNALS = "loss+params+synflow+naswot"
+
+
+@pytest.fixture(scope="module")
+def combined_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("combined")
+    bench = write_benchmark(tmp / "bench.csv")
+    cfg = micro_config(tmp / "run", {"benchmark": {"file": str(bench)},
+                                     "search": {"score": SIGNALS, "reference_size": 16}})
+    return cfg, run_search(cfg)
+
+
+def test_every_signal_is_ranked_and_kept(combined_run):
+    cfg, res = combined_run
+    body = json.loads((Path(cfg.out) / "result.json").read_text())
+    pts = body["ranking"]["sampled_points"]
+    assert pts
+    for _, pred, _ in pts:
+        assert {"neg_loss", "acc", "params", "synflow", "naswot", "combined"} <= set(pred)  # params: the yardstick
+        assert 0.0 < pred["combined"] < 1.0 and not math.isnan(pred["combined"])
+    for col in body["ranking"]["sampled"].values():
+        assert {"neg_loss", "synflow", "naswot", "combined"} <= set(col)
+        assert "precision_at_10" in col["combined"] and "spearman_rho" in col["combined"]
+    best = body["search"]["best_signals"]
+    assert set(best["quantiles"]) == set(SIGNALS.split("+"))
+    assert best["fitness"] == pytest.approx(sum(best["quantiles"].values()) / 4)
+    assert body["search"]["reference_size"] == 16
+    assert body["timings"]["reference"] >= 0
+
+
+def test_a_pure_supernet_run_has_no_reference(tmp_path):
+    cfg = micro_config(tmp_path / "run", {"search": {"score": "loss"}})
+    res = run_search(cfg)
+    body = json.loads((Path(cfg.out) / "result.json").read_text())
+    assert "reference" not in body["timings"] and "best_signals" not in body["search"]
+    assert res.best_arch
+
+
+def test_spaces_accept_the_scores_that_support_them():
+    for space, ok, bad in [("proxyless", "loss+synflow+naswot+zico+jacov+params+flops", "aznas"),
+                           ("ofa", "loss+synflow+zico+jacov", "naswot"), ("nb201", "loss+aznas+lid", None)]:
+        c = SearchConfig.preset_config("quick")
+        c.space.name, c.search.score = space, ok
+        c.validate()
+        if bad:
+            c.search.score = f"loss+{bad}"
+            with pytest.raises(ValueError, match=f"score '{bad}' cannot rate space '{space}'"):
+                c.validate()
+
+
+def test_proxyless_networks_get_finite_scores():
+    space = get_space("proxyless", input_size=32, num_classes=10)
+    arch = space.sample(None, torch.Generator().manual_seed(0))
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    got = score_cells(["synflow", "naswot", "zico", "jacov"], space, [arch], x=x, y=torch.arange(4), seed=0)
+    for name, vals in got.items():
+        (v,) = vals.values()
+        assert math.isfinite(v), name
