@@ -14,7 +14,9 @@ extension has a kernel for the tensor's device, else "torch"):
   finite input never gives NaN or Inf;
 * results carry no autograd history (inputs are detached);
 * NaN/Inf input raises ValueError unless check_finite=False (then results are undefined); the
-  check is skipped while torch.compile traces.
+  check is skipped while torch.compile traces. On CPU with the ext backend it costs no pass of its
+  own: it comes from the squared row norms the kernels compute (a row holding NaN/Inf has a
+  non-finite norm; only such rows are re-checked exactly, see _validate.norms_verdict).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from naslid_ext._validate import (
     REDUCTIONS,
     check_choice,
     check_finite as _check_finite,
+    norms_verdict as _norms_verdict,
     range_scale as _range_scale,
     check_k,
     check_tensor,
@@ -117,7 +120,8 @@ def knn(
     else:
         what = f"M={m} references (y of shape {tuple(yy.shape)})"
     check_k(api, k, m - 1 if exclude_self else m, None, what)
-    if check_finite:
+    fused = check_finite and _backends.ext_backend.fused_check(backend, x.device)
+    if check_finite and not fused:
         _check_finite(api, "x", x)
         if not self_query:
             _check_finite(api, "y", y)
@@ -128,7 +132,13 @@ def knn(
         y3 = x3
     else:
         y3 = _prep(y) if batched else _prep(y).unsqueeze(0)
-    sqdist, idx = _backends.knn(name, x3, y3, k, exclude_self, api=api)
+    if fused:  # the finiteness check from the row norms the kernel computed
+        sqdist, idx, xn, yn = _backends.ext_backend.knn_norms(x3, y3, k, exclude_self)
+        _norms_verdict(api, "x", x, xn, x3.shape[-1])
+        if not self_query:
+            _norms_verdict(api, "y", y, yn, y3.shape[-1])
+    else:
+        sqdist, idx = _backends.knn(name, x3, y3, k, exclude_self, api=api)
     if not batched:
         sqdist, idx = sqdist.squeeze(0), idx.squeeze(0)
     return sqdist, idx
@@ -246,13 +256,20 @@ def lid(
             f"shape {tuple(x.shape)} (batched={batched})"
         )
     check_k(api, k, n - 1, estimator, f"N-1={n - 1} other points per set in x of shape {tuple(x.shape)}")
-    amax = _check_finite(api, "x", x) if check_finite else None
+    fused = check_finite and _backends.ext_backend.fused_check(backend, x.device)
+    amax = _check_finite(api, "x", x) if check_finite and not fused else None
     name = _backends.resolve(api, backend, "knn_lid", x.device)
     x3 = _prep(x).reshape(x.shape[0], n, -1) if batched else _prep(x).reshape(1, n, -1)
-    scale = _range_scale(amax, x3.shape[-1], x3.dtype)
-    if scale != 1.0:  # squared distances would overflow/underflow: LID is scale-invariant
-        x3 = x3 * scale
-    per_point = _point_lid(api, name, x3, k, estimator)  # (B, N)
+    per_point = None
+    if fused:  # the finiteness check from the row norms; the exact path when it cannot decide
+        per_point, sqnorm = _backends.ext_backend.knn_lid_norms(x3, k, estimator)
+        if not _norms_verdict(api, "x", x, sqnorm, x3.shape[-1]):
+            per_point, amax = None, _check_finite(api, "x", x)
+    if per_point is None:
+        scale = _range_scale(amax, x3.shape[-1], x3.dtype)
+        if scale != 1.0:  # squared distances would overflow/underflow: LID is scale-invariant
+            x3 = x3 * scale
+        per_point = _point_lid(api, name, x3, k, estimator)  # (B, N)
     out = _reduce(per_point, reduction)
     return out if batched else out.squeeze(0)
 
@@ -315,12 +332,20 @@ def lid_profile(
             f"(features[0] of shape {tuple(f0.shape)})"
         )
     check_k(api, k, n - 1, estimator, f"N-1={n - 1} other samples (features[0] of shape {tuple(f0.shape)})")
-    amax = [_check_finite(api, f"features[{i}]", f) if check_finite else None for i, f in enumerate(features)]
+    fused = check_finite and _backends.ext_backend.fused_check(backend, f0.device)
+    amax = [_check_finite(api, f"features[{i}]", f) if check_finite and not fused else None
+            for i, f in enumerate(features)]
     dtype = f0.dtype
     for f in features[1:]:
         dtype = torch.promote_types(dtype, f.dtype)
     dtype = compute_dtype(dtype)
     flat = [f.detach().reshape(n, -1).to(dtype).contiguous() for f in features]
+    if fused:  # the finiteness check from the row norms; the exact path when it cannot decide
+        per_point, sqnorm = _backends.ext_backend.lid_profile_norms(flat, k, estimator)
+        if all([_norms_verdict(api, f"features[{i}]", f, sqnorm[i], flat[i].shape[-1])
+                for i, f in enumerate(features)]):
+            return _reduce(per_point, reduction)
+        amax = [_check_finite(api, f"features[{i}]", f) for i, f in enumerate(features)]
     for i, f in enumerate(flat):  # squared distances that would overflow/underflow: rescale (exact)
         scale = _range_scale(amax[i], f.shape[-1], dtype)
         if scale != 1.0:

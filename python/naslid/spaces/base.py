@@ -31,6 +31,22 @@ Arch = dict  # dict[str, str]
 Mask = dict  # dict[str, torch.BoolTensor]
 
 
+def add_into(total: torch.Tensor, y: torch.Tensor, inputs: tuple = ()) -> torch.Tensor:
+    """``total + y``, computed into ``total`` in place where that is safe: one tensor fewer alive.
+
+    In place only when ``total`` is a fresh result the caller owns (not one of ``inputs``: an
+    identity op returns its input itself), ``y`` has its dtype, device and shape (no promotion or
+    broadcast, so the value is exactly ``total + y``) and autograd does not need ``total`` as it is
+    (a leaf that requires grad, or a view). The caller's ops must not save their outputs for
+    backward (conv, BatchNorm, average pooling, ``x * 0`` do not); autograd's version counter
+    raises at backward otherwise, it never gives silent wrong gradients."""
+    if (any(total is t for t in inputs) or y.dtype != total.dtype or y.device != total.device
+            or y.shape != total.shape or total._base is not None
+            or (total.requires_grad and total.is_leaf)):
+        return total + y
+    return total.add_(y)
+
+
 class Supernet(nn.Module, abc.ABC):
     """A weight-sharing supernet; single-path: one candidate per decision is active at a time."""
 

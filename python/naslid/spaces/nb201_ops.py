@@ -22,6 +22,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from .base import add_into
+
 #: NB201's operation order (``NAS_BENCH_201`` in the benchmark's code); candidate i of every edge.
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -91,19 +93,21 @@ class ResNetBasicBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.downsample(x) + self.conv_b(self.conv_a(x))
+        return add_into(self.downsample(x), self.conv_b(self.conv_a(x)))
 
 
 def cell_forward(x: torch.Tensor, edge_fn) -> torch.Tensor:
-    """Run the 4-node NB201 DAG: node_i = sum_{j<i} edge_fn(key_ij, node_j); return node 3."""
-    nodes = [x]
-    for i in (1, 2, 3):
-        total = None
-        for j in range(i):
-            y = edge_fn(f"edge_{i}_{j}", nodes[j])
-            total = y if total is None else total + y
-        nodes.append(total)
-    return nodes[3]
+    """Run the 4-node NB201 DAG: node_i = sum_{j<i} edge_fn(key_ij, node_j); return node 3.
+
+    Lean: sums accumulate in place (``add_into``), node 1 is dropped once its last edge (3<-1) has
+    run, before edge 3<-2, and node 2 after it. The additions are those of the plain sum, in its
+    order ((a + b) + c), so the output is bit-identical; only which tensors are alive differs.
+    """
+    n1 = edge_fn("edge_1_0", x)
+    n2 = add_into(edge_fn("edge_2_0", x), edge_fn("edge_2_1", n1), (x, n1))
+    n3 = add_into(edge_fn("edge_3_0", x), edge_fn("edge_3_1", n1), (x, n1))
+    del n1
+    return add_into(n3, edge_fn("edge_3_2", n2), (x, n2))
 
 
 class NB201Cell(nn.Module):
