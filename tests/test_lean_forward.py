@@ -108,26 +108,29 @@ def test_add_into_only_writes_into_fresh_results():
     a = torch.randn(4)
     b = torch.randn(4)
     want = a + b
-    # an input (identity op): never written
+    # an input (identity op): never written; the other operand, fresh, takes the sum
     a0 = a.clone()
-    out = add_into(a, b, (a,))
-    assert torch.equal(out, want) and torch.equal(a, a0) and out is not a
+    fresh = b.clone()
+    out = add_into(a, fresh, (a,))
+    assert torch.equal(out, want) and torch.equal(a, a0) and out is fresh
+    out = add_into(a, b, (a, b))
+    assert torch.equal(out, want) and torch.equal(a, a0) and out is not a and out is not b
     # a fresh result: written in place
     t = a.clone()
     out = add_into(t, b)
     assert out is t and torch.equal(out, want)
     # promotion or broadcasting: out of place, exactly total + y
     h = a.clone().to(torch.float16)
-    out = add_into(h, b)
+    out = add_into(h, b, (b,))
     assert out.dtype == torch.float32 and torch.equal(out, h.float() + b)
     s = torch.zeros(1)
-    out = add_into(s, b)
+    out = add_into(s, b, (b,))
     assert out.shape == (4,) and torch.equal(out, b) and s.shape == (1,)
     # a view or a leaf that requires grad: out of place
     base = a.clone()
     v = base[:2]
-    out = add_into(v, b[:2])
+    out = add_into(v, b[:2], (b,))
     assert torch.equal(base, a)
     leaf = a.clone().requires_grad_(True)
-    out = add_into(leaf, b)
+    out = add_into(leaf, b, (b,))
     assert torch.equal(leaf.detach(), a)

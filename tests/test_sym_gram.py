@@ -140,7 +140,10 @@ PROFILE = """
     from naslid_ext import _ops
     sys.path.insert(0, sys.argv[1])
     from conftest import bn_relu_features
-    assert _ops._C.cpu_sym_kernel() == sys.argv[3], _ops._C.cpu_sym_kernel()
+    if sys.argv[3] == "auto":  # the measured choice (the default)
+        assert _ops._C.cpu_kernel_mode() in ("measured", "capability"), _ops._C.cpu_kernel_mode()
+    else:
+        assert _ops._C.cpu_sym_kernel() == sys.argv[3], _ops._C.cpu_sym_kernel()
     out = {}
     for n in (100, 200):  # strips of 96 and of 192 rows
         feats = bn_relu_features(n=n, widths=(8, 16, 16, 32), hw=16, seed=n)
@@ -151,11 +154,12 @@ PROFILE = """
 """
 
 
-@pytest.mark.parametrize("kernel", ["blas", "avx2", "avx512"])
+@pytest.mark.parametrize("kernel", ["blas", "avx2", "avx512", "auto"])
 def test_ops_with_each_kernel_match_the_float64_oracle(tmp_path, oracle, kernel):
-    """lid_profile and self-knn with the kernel forced: the float64 oracle's neighbours exactly, and
-    its per-point LID within the float32 contract (1e-4 relative)."""
-    _need(kernel)
+    """lid_profile and self-knn with the kernel forced (or measured, "auto"): the float64 oracle's
+    neighbours exactly, and its per-point LID within the float32 contract (1e-4 relative)."""
+    if kernel != "auto":
+        _need(kernel)
     path = tmp_path / "out.pt"
     _run({"NASLID_CPU_SYRK": kernel}, PROFILE, os.path.dirname(__file__), str(path), kernel)
     for n, (feats, prof, (d, i)) in torch.load(path).items():

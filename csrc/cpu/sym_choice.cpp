@@ -22,6 +22,8 @@ constexpr int64_t kTrialCols = 1024;
 constexpr int64_t kTrialFeatures = 1024;
 // The default kernel is kept unless another one is this much faster.
 constexpr double kSwitchMargin = 0.95;
+// Timed rounds per candidate (after one warm-up run each); the best round counts.
+constexpr int kRounds = 5;
 
 int ceil_log2(int64_t v) {
   int e = 0;
@@ -46,47 +48,58 @@ double pass_work(SymKernel kern, int64_t N) {
 
 using Clock = std::chrono::steady_clock;
 
-// Estimated time (ms) of the whole pass over X (N rows, first `dt` features) with `kern` in mode
-// `par`: the best of three timed runs (after one warm-up) of the candidate's largest strip, at most
-// kTrialCols wide, scaled by pass_work / strip_work. par: the FMA kernels split the features among
-// the threads when N <= 1536 (as self_knn does), otherwise every thread runs a strip of its own
-// (sym_parallel); the time per strip is then the wall time over the thread count.
-double trial_ms(SymKernel kern, const float* X, int64_t N, int64_t D, int64_t dt, bool par) {
-  const int64_t cols = std::min(N, kTrialCols);
-  const int64_t rows = std::min(std::min(sym_block_rows(N, kern), N), cols);
-  const bool split = par && kern != SymKernel::kBlas && N <= 1536;
-  const int64_t copies =
-      par && !split ? std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), 8)) : 1;
-  const at::Tensor Xw = at::from_blob(const_cast<float*>(X), {cols, dt}, {D, 1},
-                                      at::TensorOptions().dtype(at::kFloat));
-  at::Tensor out = at::empty({copies, rows, cols}, at::TensorOptions().dtype(at::kFloat));
-  auto one = [&](int64_t c) {
-    at::Tensor tile = out.select(0, c);
-    if (kern == SymKernel::kBlas) {
-      gram_mm_cpu(tile, Xw.narrow(0, 0, rows), Xw);
-    } else if (split) {
-      gram_strip_f32_split(kern, X, D, rows, cols, dt, tile.data_ptr<float>());
-    } else {
-      gram_strip_f32(kern, X, D, rows, cols, dt, tile.data_ptr<float>());
-    }
-  };
-  auto run = [&] {
-    if (copies > 1) {
-      at::parallel_for(0, copies, 1, [&](int64_t b, int64_t e) {
-        for (int64_t c = b; c < e; ++c) one(c);
-      });
-    } else {
-      one(0);
-    }
-  };
-  run();  // warm-up (first touch of the output, the BLAS's buffers)
-  double best = 1e300;
-  for (int rep = 0; rep < 3; ++rep) {
-    const auto t0 = Clock::now();
-    run();
-    best = std::min(best, std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+// One candidate's trial: its largest strip (at most kTrialCols wide) over the first `dt` features,
+// timed on one thread, and the factor from the strip's time to the whole pass's. Every candidate
+// runs single-threaded in the trial (the BLAS inside a parallel region, where it does not thread
+// itself): on a loaded machine a threaded BLAS call's time is dominated by its threads waiting
+// for each other (a 256 x 1024 x 512 sgemm: 1.6 ms on one thread, 30-120 ms on two, measured
+// here), which says nothing about the pass, whose threads each run strips of their own
+// (sym_parallel) or a share of the features (the split FMA strips). In mode par the pass's time
+// is divided by the thread count.
+struct Trial {
+  SymKernel kern;
+  int64_t rows, cols;
+  double scale;  // pass time / strip time
+};
+
+Trial make_trial(SymKernel kern, int64_t N, bool par) {
+  Trial t;
+  t.kern = kern;
+  t.cols = std::min(N, kTrialCols);
+  t.rows = std::min(std::min(sym_block_rows(N, kern), N), t.cols);
+  t.scale = pass_work(kern, N) / strip_work(kern, t.rows, t.cols) /
+            (par ? double(std::max(1, at::get_num_threads())) : 1.0);
+  return t;
+}
+
+void run_trial(const Trial& t, const float* X, int64_t D, int64_t dt, float* out) {
+  if (t.kern == SymKernel::kBlas) {
+    const at::Tensor Xw = at::from_blob(const_cast<float*>(X), {t.cols, dt}, {D, 1},
+                                        at::TensorOptions().dtype(at::kFloat));
+    at::Tensor tile = at::from_blob(out, {t.rows, t.cols}, at::TensorOptions().dtype(at::kFloat));
+    gram_mm_cpu(tile, Xw.narrow(0, 0, t.rows), Xw);
+  } else {
+    gram_strip_f32(t.kern, X, D, t.rows, t.cols, dt, out);
   }
-  return best / double(copies) * pass_work(kern, N) / strip_work(kern, rows, cols);
+}
+
+// Milliseconds of one single-threaded run_trial (inside a parallel region: on the first thread of
+// a fresh one when called outside any).
+double time_trial(const Trial& t, const float* X, int64_t D, int64_t dt, float* out) {
+  double ms = 0;
+  auto once = [&] {
+    const auto t0 = Clock::now();
+    run_trial(t, X, D, dt, out);
+    ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  };
+  if (at::in_parallel_region() || at::get_num_threads() < 2) {
+    once();
+  } else {
+    at::parallel_for(0, 2, 1, [&](int64_t b, int64_t) {
+      if (b == 0) once();
+    });
+  }
+  return ms;
 }
 
 using Key = std::tuple<int, bool, int, int>;  // threads, par, n_class, d_class
@@ -120,17 +133,26 @@ SymKernel choose_sym_kernel(const float* X, int64_t N, int64_t D, bool par) {
   c.why = "measured";
   const SymKernel dflt = sym_kernel_for(D);
   const int64_t dt = std::min(D, kTrialFeatures);
+  std::vector<Trial> trials;
+  for (int k = 0; k <= static_cast<int>(sym_kernel()); ++k)
+    trials.push_back(make_trial(static_cast<SymKernel>(k), N, par));
+  std::vector<float> out(size_t(std::min(N, kTrialCols) * std::min(N, kTrialCols)));
+  for (const Trial& t : trials) time_trial(t, X, D, dt, out.data());  // warm-up
+  // the candidates in turn, round after round (all see the same machine state); best round each
+  std::vector<double> best_round(trials.size(), 1e300);
+  for (int round = 0; round < kRounds; ++round)
+    for (size_t i = 0; i < trials.size(); ++i)
+      best_round[i] = std::min(best_round[i], time_trial(trials[i], X, D, dt, out.data()));
   double best_ms = 1e300, dflt_ms = 1e300;
   SymKernel best = dflt;
-  for (int k = 0; k <= static_cast<int>(sym_kernel()); ++k) {
-    const SymKernel kern = static_cast<SymKernel>(k);
-    const double ms = trial_ms(kern, X, N, D, dt, par);
-    c.candidates.push_back(sym_kernel_name(kern));
+  for (size_t i = 0; i < trials.size(); ++i) {
+    const double ms = best_round[i] * trials[i].scale;
+    c.candidates.push_back(sym_kernel_name(trials[i].kern));
     c.est_ms.push_back(ms);
-    if (kern == dflt) dflt_ms = ms;
+    if (trials[i].kern == dflt) dflt_ms = ms;
     if (ms < best_ms) {
       best_ms = ms;
-      best = kern;
+      best = trials[i].kern;
     }
   }
   c.kernel = best_ms < kSwitchMargin * dflt_ms ? best : dflt;

@@ -31,20 +31,26 @@ Arch = dict  # dict[str, str]
 Mask = dict  # dict[str, torch.BoolTensor]
 
 
-def add_into(total: torch.Tensor, y: torch.Tensor, inputs: tuple = ()) -> torch.Tensor:
-    """``total + y``, computed into ``total`` in place where that is safe: one tensor fewer alive.
+def _writable(t: torch.Tensor, other: torch.Tensor, inputs: tuple) -> bool:
+    """Whether ``t += other`` may overwrite ``t``: a fresh result the caller owns (not one of
+    ``inputs``: an identity op returns its input itself), of other's dtype, device and shape (no
+    promotion or broadcast), not a view, not a leaf that requires grad."""
+    return (not any(t is i for i in inputs) and other.dtype == t.dtype and other.device == t.device
+            and other.shape == t.shape and t._base is None and not (t.requires_grad and t.is_leaf))
 
-    In place only when ``total`` is a fresh result the caller owns (not one of ``inputs``: an
-    identity op returns its input itself), ``y`` has its dtype, device and shape (no promotion or
-    broadcast, so the value is exactly ``total + y``) and autograd does not need ``total`` as it is
-    (a leaf that requires grad, or a view). The caller's ops must not save their outputs for
-    backward (conv, BatchNorm, average pooling, ``x * 0`` do not); autograd's version counter
-    raises at backward otherwise, it never gives silent wrong gradients."""
-    if (any(total is t for t in inputs) or y.dtype != total.dtype or y.device != total.device
-            or y.shape != total.shape or total._base is not None
-            or (total.requires_grad and total.is_leaf)):
-        return total + y
-    return total.add_(y)
+
+def add_into(total: torch.Tensor, y: torch.Tensor, inputs: tuple = ()) -> torch.Tensor:
+    """``total + y``, computed into ``total`` (or else into ``y``: addition is commutative, so the
+    value is bit-identical) in place where that is safe (``_writable``): one tensor fewer alive.
+
+    The ops that made ``total`` / ``y`` must not save their outputs for backward (conv, BatchNorm,
+    average pooling, ``x * 0`` do not); autograd's version counter raises at backward otherwise, it
+    never gives silent wrong gradients. ``inputs``: tensors the caller does not own."""
+    if _writable(total, y, inputs):
+        return total.add_(y)
+    if _writable(y, total, inputs):
+        return y.add_(total)
+    return total + y
 
 
 class Supernet(nn.Module, abc.ABC):

@@ -99,15 +99,25 @@ class ResNetBasicBlock(nn.Module):
 def cell_forward(x: torch.Tensor, edge_fn) -> torch.Tensor:
     """Run the 4-node NB201 DAG: node_i = sum_{j<i} edge_fn(key_ij, node_j); return node 3.
 
-    Lean: sums accumulate in place (``add_into``), node 1 is dropped once its last edge (3<-1) has
-    run, before edge 3<-2, and node 2 after it. The additions are those of the plain sum, in its
-    order ((a + b) + c), so the output is bit-identical; only which tensors are alive differs.
+    Lean: the edges run in the order that keeps the fewest cell-sized tensors alive (node 1's two
+    consumers first, so that node 1 is dropped before node 2 is complete; the cell input stays
+    alive anyway, its caller and the module's hooks hold it), and the sums accumulate in place
+    (``add_into``). The additions are those of the plain sum (node 2 = e20 + e21, node 3 =
+    (e30 + e31) + e32, IEEE addition being commutative), so the output is bit-identical; the edge
+    ops are independent of each other (each its own modules, no randomness), so their order is free.
     """
     n1 = edge_fn("edge_1_0", x)
-    n2 = add_into(edge_fn("edge_2_0", x), edge_fn("edge_2_1", n1), (x, n1))
-    n3 = add_into(edge_fn("edge_3_0", x), edge_fn("edge_3_1", n1), (x, n1))
+    n3 = edge_fn("edge_3_1", n1)
+    n2 = edge_fn("edge_2_1", n1)
+    # With autograd on, node 1 has been fed to two ops that may have saved it (average pooling
+    # does): it must not be overwritten even where n2 or n3 is node 1 itself (skip_connect); the
+    # memory matters under no_grad (the LID split step), where nothing saves it and it goes now.
+    used = (x, n1) if torch.is_grad_enabled() else (x,)
     del n1
-    return add_into(n3, edge_fn("edge_3_2", n2), (x, n2))
+    # n2 and n3 may both be node 1 itself (skip_connect edges): each protects the other
+    n2 = add_into(n2, edge_fn("edge_2_0", x), used + (n3,))
+    n3 = add_into(n3, edge_fn("edge_3_0", x), used + (n2,))
+    return add_into(n3, edge_fn("edge_3_2", n2), used + (n2,))
 
 
 class NB201Cell(nn.Module):

@@ -4,9 +4,11 @@
 // micro-kernels (naslid/cpu/sym_gram.h) were tuned on AMD Zen 4 and lose to the BLAS strips on
 // Intel Xeons from N = 512 up. So, as oneDNN's and cuDNN's benchmark modes do, at the first use of a
 // shape class in a process every candidate (the BLAS strips and each FMA kernel the CPU and torch's
-// CPU capability allow) is timed on the actual input (its largest strip, at most 1024 rows and
-// columns, its first min(D, 1024) features: a few milliseconds), the whole pass's time is
-// extrapolated from each candidate's own blocking, and the fastest is kept for the class.
+// CPU capability allow) is timed, single-threaded, on the actual input (its largest strip, at most
+// 1024 rows and
+// columns, its first min(D, 1024) features; the candidates in turn for five rounds, the best round
+// of each: a few milliseconds), the whole pass's time is extrapolated from each candidate's own
+// blocking, and the fastest is kept for the class.
 //
 // Shape class: (float32, torch's thread count, par (one set on all threads) or not, ceil(log2 N),
 // ceil(log2 D) with every D >= 1024 in one class). The default (capability) kernel is kept unless
