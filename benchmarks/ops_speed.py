@@ -176,7 +176,8 @@ def worker(impl: str, case: str, repeats: int, threads: int) -> dict:
         import naslid_ext
 
         cpu = naslid_ext.build_info()["cpu"]
-        row["sym_kernel"] = "/".join(sorted({c["kernel"] for c in cpu.get("choices", [])})) or "blas"
+        chosen = "/".join(sorted({c["kernel"] for c in cpu.get("choices", [])}))
+        row["sym_kernel"] = (cpu.get("fma_kernel_cap") if cpu.get("mode") == "forced" else chosen) or "blas"
         row["kernel_mode"] = cpu.get("mode")
         row["kernel_choices"] = cpu.get("choices", [])
     return row

@@ -107,12 +107,14 @@ def test_build_info_reports_versions_kernels_and_the_choice():
     assert cpu["fma_kernels_supported"] in ("blas", "avx2", "avx512")
     assert cpu["threads"] == torch.get_num_threads()
     if cpu["mode"] == "measured":
-        mine = [c for c in cpu["choices"] if c["n"] == 64 and c["d"] == 256]
-        assert len(mine) == 1
-        c = mine[0]
-        assert c["why"] == "measured" and c["kernel"] in c["est_ms"]
-        assert "blas" in c["est_ms"] and all(v > 0 for v in c["est_ms"].values())
-        assert c["n_class"] == 6 and c["d_class"] == 8
+        # one decision per class (an earlier call of this process may have made it)
+        mine = [c for c in cpu["choices"] if c["n_class"] == 6 and c["d_class"] == 8
+                and c["threads"] == torch.get_num_threads()]
+        assert len(mine) == len({c["par"] for c in mine}) >= 1
+        for c in mine:
+            assert 32 < c["n"] <= 64 and 128 < c["d"] <= 256
+            assert c["why"] == "measured" and c["kernel"] in c["est_ms"]
+            assert "blas" in c["est_ms"] and all(v > 0 for v in c["est_ms"].values())
 
 
 def test_version_is_written_once():
