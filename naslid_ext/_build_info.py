@@ -44,7 +44,8 @@ def build_info() -> dict:
                      "capability"), "NASLID_CPU_SYRK": the variable's value or None, "threads":
                      torch.get_num_threads(), "choices": the decisions made so far in this process,
                      one dict per shape class (threads, par, n_class = ceil log2 N, d_class = ceil
-                     log2 D capped at 10, the measured n and d, kernel, why, est_ms per candidate)}
+                     log2 D capped at 10, the measured n and d, kernel, why ("measured" | "cached"), est_ms
+                     per candidate)}
     Without the compiled extension, ``ext_loaded`` is False and the kernel fields are empty/None.
     """
     C = _ops._C

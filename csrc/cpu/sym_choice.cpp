@@ -4,11 +4,16 @@
 
 #include <ATen/Parallel.h>
 
+#include <torch/version.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <sstream>
+#include <string>
 #include <tuple>
 
 #include "naslid/cpu/gram_knn.h"
@@ -108,6 +113,68 @@ std::mutex g_mutex;
 std::map<Key, SymKernel> g_table;
 std::vector<SymChoice> g_log;
 
+// ----- the optional on-disk cache (NASLID_CPU_SYRK_CACHE=<file>) -----
+// One line per decision, "<key>\t<kernel>", the key naming the CPU model, torch's version (and so
+// the BLAS it links), naslid's version, the thread count and the shape class; lines are appended as
+// decisions are measured, and read once per process. The first line for a key wins.
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      return colon == std::string::npos ? line : line.substr(colon + 2);
+    }
+  return "unknown CPU";
+}
+
+std::string cache_key(const Key& k) {
+#define NASLID_CHOICE_STR2(x) #x
+#define NASLID_CHOICE_STR(x) NASLID_CHOICE_STR2(x)
+  static const std::string prefix = cpu_model() + "|torch " + TORCH_VERSION + "|naslid " +
+#ifdef NASLID_VERSION_TOKEN
+                                    NASLID_CHOICE_STR(NASLID_VERSION_TOKEN);
+#else
+                                    "?";
+#endif
+  std::ostringstream os;
+  os << prefix << "|threads " << std::get<0>(k) << "|par " << std::get<1>(k) << "|n " << std::get<2>(k)
+     << "|d " << std::get<3>(k);
+  return os.str();
+}
+
+const char* cache_path() {
+  const char* p = std::getenv("NASLID_CPU_SYRK_CACHE");
+  return p != nullptr && *p != '\0' ? p : nullptr;
+}
+
+// The cached decisions (read once; called with g_mutex held).
+const std::map<std::string, SymKernel>& disk_cache() {
+  static std::map<std::string, SymKernel> cache;
+  static bool loaded = false;
+  if (loaded) return cache;
+  loaded = true;
+  if (cache_path() == nullptr) return cache;
+  std::ifstream f(cache_path());
+  std::string line;
+  while (std::getline(f, line)) {
+    const auto tab = line.rfind('\t');
+    if (tab == std::string::npos) continue;
+    const std::string name = line.substr(tab + 1);
+    const SymKernel k = sym_kernel_from_name(name.c_str(), SymKernel::kBlas);
+    if (std::string(sym_kernel_name(k)) != name) continue;  // not a kernel name: skip the line
+    cache.emplace(line.substr(0, tab), k);
+  }
+  return cache;
+}
+
+void append_to_disk_cache(const Key& k, SymKernel kern) {
+  if (cache_path() == nullptr) return;
+  std::ofstream f(cache_path(), std::ios::app);
+  if (f) f << cache_key(k) << '\t' << sym_kernel_name(kern) << '\n';
+}
+
 }  // namespace
 
 std::string sym_choice_mode() {
@@ -124,6 +191,21 @@ SymKernel choose_sym_kernel(const float* X, int64_t N, int64_t D, bool par) {
   const auto it = g_table.find(key);
   if (it != g_table.end()) return it->second;
   SymChoice c;
+  const auto& disk = disk_cache();
+  const auto hit = disk.find(cache_key(key));
+  if (hit != disk.end() && static_cast<int>(hit->second) <= static_cast<int>(sym_kernel())) {
+    c.threads = threads;
+    c.par = par;
+    c.n_class = n_class;
+    c.d_class = d_class;
+    c.n = N;
+    c.d = D;
+    c.why = "cached";
+    c.kernel = hit->second;
+    g_table.emplace(key, c.kernel);
+    g_log.push_back(c);
+    return c.kernel;
+  }
   c.threads = threads;
   c.par = par;
   c.n_class = n_class;
@@ -158,6 +240,7 @@ SymKernel choose_sym_kernel(const float* X, int64_t N, int64_t D, bool par) {
   c.kernel = best_ms < kSwitchMargin * dflt_ms ? best : dflt;
   g_table.emplace(key, c.kernel);
   g_log.push_back(c);
+  append_to_disk_cache(key, c.kernel);
   return c.kernel;
 }
 

@@ -14,6 +14,10 @@
 // ceil(log2 D) with every D >= 1024 in one class). The default (capability) kernel is kept unless
 // another is at least 5 % faster, so that a class on the edge does not flip between runs.
 //
+// NASLID_CPU_SYRK_CACHE = <file>: decisions are also appended to that file, keyed by CPU model,
+// torch's version, naslid's version, thread count and shape class, and read from it by later
+// processes (why == "cached"): the same kernel, so bitwise-equal results, across processes.
+//
 // NASLID_CPU_SYRK = blas | avx2 | avx512 forces one kernel (no measurement; the FMA kernels keep
 // their fixed small-D rule, sym_kernel_for); NASLID_CPU_SYRK = auto (or unset) measures. Results do
 // not depend on the choice beyond float32 rounding (the engine's exact refinement decides close
@@ -37,7 +41,7 @@ struct SymChoice {
   int d_class = 0;          // ceil(log2 D), 10 for every D >= 1024
   int64_t n = 0, d = 0;     // the input that was measured
   SymKernel kernel = SymKernel::kBlas;
-  std::string why;          // "measured" | "forced" | "capability"
+  std::string why;          // "measured" | "cached" (NASLID_CPU_SYRK_CACHE)
   std::vector<std::string> candidates;  // kernel names, measured order
   std::vector<double> est_ms;           // estimated pass time per candidate (first min(D, 1024) features)
 };
