@@ -101,11 +101,24 @@ def norms_verdict(api: str, name: str, t: torch.Tensor, sqnorm: torch.Tensor, di
         if n_bad:
             raise _nonfinite_error(api, name, t, n_bad)
         return False
-    # max |x_i|^2 <= max norm <= dim * max |x_i|^2: bounds on range_scale's amax^2 that imply its 1
-    nmax = float(sqnorm.max())
-    info = torch.finfo(compute_dtype(sqnorm.dtype))
+    return _safe_range(float(sqnorm.max()), dim, sqnorm.dtype)
+
+
+def _safe_range(nmax: float, dim: int, dtype: torch.dtype) -> bool:
+    """max |x_i|^2 <= max norm <= dim * max |x_i|^2: bounds on range_scale's amax^2 that imply its 1."""
+    info = torch.finfo(compute_dtype(dtype))
     dim = max(int(dim), 1)
     return 4.0 * nmax * dim < info.max / 16 and nmax / dim > info.tiny * 2.0**30
+
+
+def norms_verdicts(api: str, names: Sequence[str], ts: Sequence[torch.Tensor], sqnorm: torch.Tensor,
+                   dims: Sequence[int]) -> bool:
+    """``norms_verdict`` for L layers at once (sqnorm (L, N)): three small reductions when every
+    norm is finite (the common case), else layer by layer (the first layer with NaN/Inf raises)."""
+    if bool(torch.isfinite(sqnorm).all()):
+        nmax = sqnorm.amax(dim=1).tolist()
+        return all(_safe_range(m, d, sqnorm.dtype) for m, d in zip(nmax, dims))
+    return all([norms_verdict(api, n, t, sqnorm[i], d) for i, (n, t, d) in enumerate(zip(names, ts, dims))])
 
 
 def range_scale(amax: float | None, dim: int, dtype: torch.dtype) -> float:

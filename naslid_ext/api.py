@@ -32,6 +32,7 @@ from naslid_ext._validate import (
     check_choice,
     check_finite as _check_finite,
     norms_verdict as _norms_verdict,
+    norms_verdicts as _norms_verdicts,
     range_scale as _range_scale,
     check_k,
     check_tensor,
@@ -342,8 +343,8 @@ def lid_profile(
     flat = [f.detach().reshape(n, -1).to(dtype).contiguous() for f in features]
     if fused:  # the finiteness check from the row norms; the exact path when it cannot decide
         per_point, sqnorm = _backends.ext_backend.lid_profile_norms(flat, k, estimator)
-        if all([_norms_verdict(api, f"features[{i}]", f, sqnorm[i], flat[i].shape[-1])
-                for i, f in enumerate(features)]):
+        if _norms_verdicts(api, [f"features[{i}]" for i in range(len(features))], features, sqnorm,
+                           [f.shape[-1] for f in flat]):
             return _reduce(per_point, reduction)
         amax = [_check_finite(api, f"features[{i}]", f) for i, f in enumerate(features)]
     for i, f in enumerate(flat):  # squared distances that would overflow/underflow: rescale (exact)
