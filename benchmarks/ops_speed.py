@@ -25,8 +25,9 @@ Floors: ``sym_floor`` = half of the full Gram product's FLOPs (N² D per layer) 
 measured on a large square product; ext / sym_floor is how far ext is from the arithmetic floor.
 
 Interleaved (``--interleaved-rounds``, default 9; 0 skips it): one more process per case calls ext,
-ext_raw, ext_knn, torch and full_gemm in turn, round after round, so that all see the same machine
-state; the table gives per-round ratios (median, and min–max over the rounds).
+ext_raw, ext_knn, torch and full_gemm in turn, round after round (the order rotating from round to
+round), so that all see the same machine state; the table gives per-round ratios (median, and
+min–max over the rounds).
 
     python benchmarks/ops_speed.py --json /tmp/ops_speed.json --markdown /tmp/ops_speed.md \\
         [--readme README.md]     # --readme rewrites the table between the BEGIN/END ops-speed markers
@@ -193,9 +194,10 @@ def interleaved_worker(case: str, rounds: int, threads: int) -> dict:
     for f in fns.values():  # warm-up (and the kernel measurement at first use)
         f(layers)
     ms = {i: [] for i in INTERLEAVED}
-    for _ in range(rounds):
-        for i, f in fns.items():
-            ms[i].append(1e3 * timed(lambda: f(layers), 1)[0])
+    names = list(fns)
+    for r in range(rounds):  # the order rotates: none always runs right after the big matmuls
+        for i in names[r % len(names):] + names[:r % len(names)]:
+            ms[i].append(1e3 * timed(lambda: fns[i](layers), 1)[0])
     return {"case": case, "rounds": rounds, "ms": ms}
 
 
