@@ -17,7 +17,28 @@ import sys
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-VERSION = "0.1.0"
+
+
+def _read_version():
+    """The version, from naslid_ext/_version.py (the one place it is written)."""
+    import re
+
+    with open(os.path.join(ROOT, "naslid_ext", "_version.py"), encoding="utf-8") as fh:
+        m = re.search(r'^__version__ = "([^"]+)"', fh.read(), re.M)
+    if m is None:
+        sys.exit("setup.py: no __version__ = \"...\" line in naslid_ext/_version.py")
+    return m.group(1)
+
+
+VERSION = _read_version()
+
+
+def _macro_token(text):
+    """`text` as one preprocessor number token (the C++ side stringises it): shell- and ninja-safe.
+    Characters other than letters, digits and '.' become '_' ('8.0;9.0+PTX' -> '8.0_9.0_PTX')."""
+    import re
+
+    return "v" + re.sub(r"[^0-9A-Za-z.]", "_", text)
 
 
 def _cuda_mode():
@@ -108,7 +129,7 @@ def _extensions():
     cxx = ["-O3", "-fopenmp"]
     if os.environ.get("NASLID_NATIVE", "1") == "1":
         cxx.append("-march=native")
-    define_macros = []
+    define_macros = [("NASLID_VERSION_TOKEN", _macro_token(VERSION))]
     extra = {"cxx": cxx}
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
     if with_cuda:
@@ -116,6 +137,7 @@ def _extensions():
             os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
         define_macros.append(("NASLID_WITH_CUDA", None))
+        define_macros.append(("NASLID_CUDA_ARCHS_TOKEN", _macro_token(os.environ.get("TORCH_CUDA_ARCH_LIST", ""))))
         nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
         if os.environ.get("NASLID_PTXAS_VERBOSE", "0") == "1":
             nvcc.append("-Xptxas=-v")

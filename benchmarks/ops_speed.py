@@ -7,9 +7,15 @@ calls. The report names the CPU and its instruction sets, measures the sgemm rat
 measured in this one run.
 
 Implementations (all: per-point MLE LID with k = 20 neighbours, self excluded, mean per layer):
-  ext          ``torch.ops.naslid.lid_profile`` (all layers in one call; the C++ kernels)
-  ext_blas     ext with the symmetric strips computed by the BLAS (``NASLID_CPU_SYRK=blas``) instead of
-               the FMA micro-kernels: what the kernels gain
+  ext          the public function with its default arguments (``check_finite=True``, backend "auto",
+               the strip kernel measured at first use): ``naslid_ext.lid_profile(layers, 20)`` for the
+               NB201 profiles, ``naslid_ext.lid(x, 20)`` for a single set
+  ext_raw      the raw op ``torch.ops.naslid.lid_profile`` (no argument checks): ext / ext_raw is what
+               the public function's checks cost
+  ext_blas     ext with the symmetric strips forced to the BLAS (``NASLID_CPU_SYRK=blas``)
+  ext_fma      ext with the strips forced to the best FMA micro-kernel the CPU has
+               (``NASLID_CPU_SYRK=avx512`` or ``avx2``): the choice the build made before measuring
+  ext_knn      ``naslid_ext.knn(x, 20)`` -> ``naslid_ext.lid_mle`` per layer (default arguments)
   ext_layers   ``naslid_ext.lid`` once per layer, as the search's split step calls it (FeatureTap)
   torch        plain torch as a user would write it: ``mm`` -> in-place ``sq_j - 2 g`` -> ``topk(k+1)``
                -> LID (float32, default matmul precision)
@@ -17,6 +23,11 @@ Implementations (all: per-point MLE LID with k = 20 neighbours, self excluded, m
   full_gemm    one ``X Xᵀ`` per layer (``torch.mm``), nothing else
 Floors: ``sym_floor`` = half of the full Gram product's FLOPs (N² D per layer) at the sgemm rate
 measured on a large square product; ext / sym_floor is how far ext is from the arithmetic floor.
+
+Interleaved (``--interleaved-rounds``, default 9; 0 skips it): one more process per case calls ext,
+ext_raw, ext_knn, torch and full_gemm in turn, round after round (the order rotating from round to
+round), so that all see the same machine state; the table gives per-round ratios (median, and
+min–max over the rounds).
 
     python benchmarks/ops_speed.py --json /tmp/ops_speed.json --markdown /tmp/ops_speed.md \\
         [--readme README.md]     # --readme rewrites the table between the BEGIN/END ops-speed markers
@@ -36,7 +47,8 @@ from pathlib import Path
 K = 20
 NB201_DIMS = [16 * 32 * 32] * 5 + [32 * 16 * 16] * 6 + [64 * 8 * 8] * 6
 CASES = ["nb201_N128", "nb201_N256", "nb201_N512", "nb201_N1024", "set_4096x512", "set_10000x128"]
-IMPLS = ["ext", "ext_blas", "ext_layers", "torch", "faiss", "full_gemm"]
+IMPLS = ["ext", "ext_raw", "ext_blas", "ext_fma", "ext_knn", "ext_layers", "torch", "faiss", "full_gemm"]
+INTERLEAVED = ["ext", "ext_raw", "ext_knn", "torch", "full_gemm"]
 # environment switches that change the instruction sets used (recorded in the report when set)
 ISA_SWITCHES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "NASLID_CPU_SYRK")
 MARK_BEGIN, MARK_END = "<!-- BEGIN ops-speed -->", "<!-- END ops-speed -->"
@@ -69,10 +81,22 @@ def _lid_from_sq(sq):
 def make_impl(name: str):
     import torch
 
-    if name in ("ext", "ext_blas"):
+    if name in ("ext", "ext_blas", "ext_fma"):
+        import naslid_ext
+
+        def public(layers):
+            if len(layers) == 1:  # a single set: naslid_ext.lid
+                return naslid_ext.lid(layers[0], K).unsqueeze(0)
+            return naslid_ext.lid_profile(layers, K)
+        return public
+    if name == "ext_raw":
         import naslid_ext._C  # noqa: F401  (registers torch.ops.naslid)
 
         return lambda layers: torch.ops.naslid.lid_profile(layers, K, "naslid").mean(1)
+    if name == "ext_knn":
+        import naslid_ext
+
+        return lambda layers: torch.stack([naslid_ext.lid_mle(naslid_ext.knn(x, K)[0]).mean() for x in layers])
     if name == "ext_layers":
         import naslid_ext
 
@@ -126,6 +150,9 @@ def timed(fn, repeats: int) -> list[float]:
 def worker(impl: str, case: str, repeats: int, threads: int) -> dict:
     if impl == "ext_blas":  # read once by the extension: set before it loads
         os.environ["NASLID_CPU_SYRK"] = "blas"
+    if impl == "ext_fma":
+        flags = cpu_info()["isa"]
+        os.environ["NASLID_CPU_SYRK"] = "avx512" if "avx512f" in flags else "avx2"
     import torch
 
     torch.set_num_threads(threads)
@@ -147,10 +174,31 @@ def worker(impl: str, case: str, repeats: int, threads: int) -> dict:
     row = {"impl": impl, "case": case, "ms": 1e3 * statistics.median(times), "ms_all": [1e3 * t for t in times],
            "peak_extra_mb": peak / 1024.0, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
     if impl.startswith("ext"):
-        from naslid_ext import _ops
+        import naslid_ext
 
-        row["sym_kernel"] = _ops._C.cpu_sym_kernel()
+        cpu = naslid_ext.build_info()["cpu"]
+        chosen = "/".join(sorted({c["kernel"] for c in cpu.get("choices", [])}))
+        row["sym_kernel"] = (cpu.get("fma_kernel_cap") if cpu.get("mode") == "forced" else chosen) or "blas"
+        row["kernel_mode"] = cpu.get("mode")
+        row["kernel_choices"] = cpu.get("choices", [])
     return row
+
+
+def interleaved_worker(case: str, rounds: int, threads: int) -> dict:
+    """Every implementation of INTERLEAVED once per round, in turn, in this one process."""
+    import torch
+
+    torch.set_num_threads(threads)
+    layers = case_layers(case)
+    fns = {i: make_impl(i) for i in INTERLEAVED}
+    for f in fns.values():  # warm-up (and the kernel measurement at first use)
+        f(layers)
+    ms = {i: [] for i in INTERLEAVED}
+    names = list(fns)
+    for r in range(rounds):  # the order rotates: none always runs right after the big matmuls
+        for i in names[r % len(names):] + names[:r % len(names)]:
+            ms[i].append(1e3 * timed(lambda: fns[i](layers), 1)[0])
+    return {"case": case, "rounds": rounds, "ms": ms}
 
 
 def sgemm_rate(threads: int) -> float:
@@ -197,24 +245,49 @@ def flops_sym(case: str) -> float:
 
 def table(rows: list[dict], rate: float) -> str:
     by = {(r["case"], r["impl"]): r for r in rows}
-    lines = ["| case | ext ms | ext_blas ms | ext_layers ms | torch ms | faiss ms | full X·Xᵀ ms | "
-             "symmetric floor ms | ext vs torch | ext vs best other | ext / sym. floor |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| case | ext ms | ext_raw ms | ext_blas ms | ext_fma ms | ext_knn ms | ext_layers ms | torch ms | "
+             "faiss ms | full X·Xᵀ ms | symmetric floor ms | ext vs torch | ext vs best other | "
+             "ext_blas / ext | ext / ext_raw | ext / sym. floor | kernel chosen |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in dict.fromkeys(r["case"] for r in rows):
         ms = {i: by[(c, i)]["ms"] for i in IMPLS if (c, i) in by}
         floor = flops_sym(c) / (rate * 1e9) * 1e3
         others = [ms[i] for i in ("torch", "faiss") if i in ms]
         e = ms.get("ext")
         f = lambda i: f"{ms[i]:.1f}" if i in ms else "–"  # noqa: E731
-        lines.append(f"| {c} | {f('ext')} | {f('ext_blas')} | {f('ext_layers')} | {f('torch')} | {f('faiss')} | "
-                     f"{f('full_gemm')} | "
-                     f"{floor:.1f} | {ms['torch'] / e:.2f}x | {min(others) / e:.2f}x | {e / floor:.2f}x |")
+        r = lambda a, b: f"{a / b:.2f}x" if a is not None and b else "–"  # noqa: E731
+        kern = by[(c, "ext")].get("sym_kernel", "–") if (c, "ext") in by else "–"
+        lines.append(f"| {c} | {f('ext')} | {f('ext_raw')} | {f('ext_blas')} | {f('ext_fma')} | {f('ext_knn')} | "
+                     f"{f('ext_layers')} | {f('torch')} | {f('faiss')} | {f('full_gemm')} | {floor:.1f} | "
+                     f"{r(ms.get('torch'), e)} | {r(min(others) if others else None, e)} | "
+                     f"{r(ms.get('ext_blas'), e)} | {r(e, ms.get('ext_raw'))} | {r(e, floor)} | {kern} |")
+    return "\n".join(lines)
+
+
+def interleaved_table(runs: list[dict]) -> str:
+    """Per-round ratios of the interleaved runs: median [min–max] over the rounds."""
+    def stat(v):
+        return f"{statistics.median(v):.2f}x [{min(v):.2f}–{max(v):.2f}]"
+
+    lines = ["| case | ext ms | ext_raw ms | ext_knn ms | torch ms | full X·Xᵀ ms | ext vs torch | "
+             "ext_knn vs torch | ext / ext_raw |", "|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        ms = run["ms"]
+        med = {i: statistics.median(v) for i, v in ms.items()}
+        vs_torch = [t / e for t, e in zip(ms["torch"], ms["ext"])]
+        knn_torch = [t / e for t, e in zip(ms["torch"], ms["ext_knn"])]
+        over_raw = [e / r for e, r in zip(ms["ext"], ms["ext_raw"])]
+        lines.append(f"| {run['case']} | {med['ext']:.1f} | {med['ext_raw']:.1f} | {med['ext_knn']:.1f} | "
+                     f"{med['torch']:.1f} | {med['full_gemm']:.1f} | {stat(vs_torch)} | {stat(knn_torch)} | "
+                     f"{stat(over_raw)} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--worker", nargs=2, metavar=("IMPL", "CASE"), help=argparse.SUPPRESS)
+    p.add_argument("--interleaved-worker", metavar="CASE", help=argparse.SUPPRESS)
+    p.add_argument("--interleaved-rounds", type=int, default=9)
     p.add_argument("--sgemm", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--cases", nargs="+", default=CASES)
     p.add_argument("--impls", nargs="+", default=IMPLS)
@@ -226,6 +299,9 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.worker:
         print(json.dumps(worker(a.worker[0], a.worker[1], a.repeats, a.threads)))
+        return 0
+    if a.interleaved_worker:
+        print(json.dumps(interleaved_worker(a.interleaved_worker, a.interleaved_rounds, a.threads)))
         return 0
     if a.sgemm:
         print(json.dumps({"gflops": sgemm_rate(a.threads)}))
@@ -239,16 +315,27 @@ def main(argv=None) -> int:
                 continue
             rows.append(sub(["--worker", i, c, "--repeats", str(a.repeats), "--threads", str(a.threads)]))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    inter = []
+    if a.interleaved_rounds > 0:
+        for c in a.cases:
+            inter.append(sub(["--interleaved-worker", c, "--interleaved-rounds", str(a.interleaved_rounds),
+                              "--threads", str(a.threads)]))
+            print(json.dumps(inter[-1]), file=sys.stderr, flush=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     caps = sorted({r["torch_cpu_capability"] for r in rows})
     kern = sorted({r["sym_kernel"] for r in rows if r["impl"] == "ext"})
+    modes = sorted({str(r.get("kernel_mode")) for r in rows if r["impl"] == "ext"})
     forced = [f"{v}={os.environ[v]}" for v in ISA_SWITCHES if v in os.environ]
     head = (f"CPU: {info['model']}, {a.threads} threads of {info['cores']} cores, instruction sets "
             f"{', '.join(info['isa']) or 'unknown'}; measured sgemm {rate:.0f} GFLOP/s (2048² torch.mm). "
-            f"torch CPU capability {'/'.join(caps)}, ext's symmetric kernel {'/'.join(kern) or '–'}"
+            f"torch CPU capability {'/'.join(caps)}, ext's symmetric kernel {'/'.join(kern) or '–'} "
+            f"({'/'.join(modes)})"
             + (f", set by {' '.join(forced)}" if forced else "") + ". "
             f"Run of {stamp}, each implementation in its own process, median of {a.repeats}.")
     md = head + "\n\n" + table(rows, rate)
+    if inter:
+        md += (f"\n\nInterleaved in one process per case ({a.interleaved_rounds} rounds; per-round ratios, "
+               "median [min–max]):\n\n" + interleaved_table(inter))
     mem = [r for r in rows if r["case"] == "set_10000x128"]
     if mem:
         md += "\n\nPeak extra RSS at (10000, 128): " + ", ".join(f"{r['impl']} {r['peak_extra_mb']:.1f} MB" for r in mem)
@@ -256,7 +343,7 @@ def main(argv=None) -> int:
     if a.json:
         Path(a.json).write_text(json.dumps({"cpu": info, "sgemm_gflops": rate, "threads": a.threads,
                                             "isa_switches": forced,
-                                            "when": stamp, "rows": rows}, indent=1))
+                                            "when": stamp, "rows": rows, "interleaved": inter}, indent=1))
     if a.markdown:
         Path(a.markdown).write_text(md + "\n")
     if a.readme:

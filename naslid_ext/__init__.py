@@ -5,14 +5,15 @@ Public API (shapes in each docstring; the conventions are stated in docs/ops_api
   lid_mle(sqdist, *, estimator="naslid") -> LID per point
   lid(x, k=20, *, estimator="naslid", reduction="mean", backend="auto", batched=False)
   lid_profile(features, k=20, *, estimator="naslid", reduction="mean", backend="auto") -> (L,)
+  build_info() -> dict: versions, compiled kernels and CUDA archs, the CPU kernel in use and why
 The compiled ops are registered as torch.ops.naslid.{knn, lid_mle, knn_lid, lid_profile}; when the
 extension is missing, backend="auto" runs everything in plain torch.
 """
 from naslid_ext import _fake  # noqa: F401  (fake implementations for torch.compile)
+from naslid_ext._build_info import build_info
 from naslid_ext._ops import built_with_cuda, ext_loaded, has_kernel, load_error
+from naslid_ext._version import __version__
 from naslid_ext.api import knn, lid, lid_mle, lid_profile
-
-__version__ = "0.1.0"
 
 __all__ = [
     "knn",
@@ -23,5 +24,6 @@ __all__ = [
     "ext_loaded",
     "has_kernel",
     "load_error",
+    "build_info",
     "__version__",
 ]

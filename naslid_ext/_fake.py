@@ -5,6 +5,8 @@ torch.export trace through them. Shapes and dtypes only; they mirror csrc/ops.cp
   lid_mle(sqdist (...,k), estimator)          -> (...) sqdist.dtype
   knn_lid(x (B,N,D), k, estimator)            -> (B,N) x.dtype
   lid_profile(features L x (N,D_l), k, est.)  -> (L,N) features[0].dtype
+  _knn_norms / _knn_lid_norms / _lid_profile_norms: the same plus squared row norms (B,N) [and
+  (B,M)] / (B,N) / (L,N)
 """
 from __future__ import annotations
 
@@ -32,6 +34,22 @@ def _register() -> None:
     def _knn_lid_fake(x, k, estimator):
         torch._check(x.dim() == 3, lambda: "naslid::knn_lid: x must be 3-D (B, N, D)")
         return x.new_empty(x.shape[0], x.shape[1])
+
+    if hasattr(torch.ops.naslid, "_knn_norms"):  # an extension built before them lacks these
+        @torch.library.register_fake("naslid::_knn_norms")
+        def _knn_norms_fake(x, y, k, exclude_self):
+            d, i = _knn_fake(x, y, k, exclude_self)
+            return d, i, x.new_empty(x.shape[0], x.shape[1]), y.new_empty(y.shape[0], y.shape[1])
+
+        @torch.library.register_fake("naslid::_knn_lid_norms")
+        def _knn_lid_norms_fake(x, k, estimator):
+            out = _knn_lid_fake(x, k, estimator)
+            return out, x.new_empty(out.shape)
+
+        @torch.library.register_fake("naslid::_lid_profile_norms")
+        def _lid_profile_norms_fake(features, k, estimator):
+            out = _lid_profile_fake(features, k, estimator)
+            return out, features[0].new_empty(out.shape)
 
     @torch.library.register_fake("naslid::lid_profile")
     def _lid_profile_fake(features, k, estimator):

@@ -63,6 +63,13 @@ def _all_finite(t: torch.Tensor) -> bool:
     return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
 
 
+def _nonfinite_error(api: str, name: str, t: torch.Tensor, n_bad: int) -> ValueError:
+    return ValueError(
+        f"naslid_ext.{api}: {name} of shape {_shape(t)} contains {n_bad} NaN/Inf value(s); pass "
+        "check_finite=False to skip this check (results are then undefined for such input)"
+    )
+
+
 def check_finite(api: str, name: str, t: torch.Tensor) -> float | None:
     """ValueError when `t` holds NaN or +-Inf (skipped while torch.compile traces).
 
@@ -71,12 +78,47 @@ def check_finite(api: str, name: str, t: torch.Tensor) -> float | None:
         return None
     lo, hi = torch.aminmax(t.detach())
     if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
-        n_bad = int((~torch.isfinite(t)).sum())
-        raise ValueError(
-            f"naslid_ext.{api}: {name} of shape {_shape(t)} contains {n_bad} NaN/Inf value(s); pass "
-            "check_finite=False to skip this check (results are then undefined for such input)"
-        )
+        raise _nonfinite_error(api, name, t, int((~torch.isfinite(t)).sum()))
     return max(abs(float(lo)), abs(float(hi)))
+
+
+def norms_verdict(api: str, name: str, t: torch.Tensor, sqnorm: torch.Tensor, dim: int) -> bool:
+    """The finiteness check from the squared row norms a kernel computed (no pass over `t`).
+
+    t: the caller's tensor, whose rows of `dim` features (``t.reshape(-1, dim)``) the kernel saw in
+    this order; sqnorm: their squared norms (any shape with that many elements), compute dtype.
+    A NaN or Inf in a row makes its norm non-finite, so only rows with a non-finite norm are
+    re-checked exactly: NaN/Inf among them raises check_finite's ValueError (with the count of the
+    whole tensor: the other rows have none); otherwise the norm overflowed on finite input.
+
+    Returns True when the input is finite and its scale safe: ``range_scale`` would return 1, so the
+    kernel's results are those of the checked path. False (finite input whose norms overflow or
+    lie outside that range): the caller takes the exact path (check_finite, range_scale, rerun)."""
+    ok = torch.isfinite(sqnorm)
+    if not bool(ok.all()):
+        rows = t.detach().reshape(-1, dim)[~ok.reshape(-1).to(t.device)]
+        n_bad = int((~torch.isfinite(rows)).sum())
+        if n_bad:
+            raise _nonfinite_error(api, name, t, n_bad)
+        return False
+    return _safe_range(float(sqnorm.max()), dim, sqnorm.dtype)
+
+
+def _safe_range(nmax: float, dim: int, dtype: torch.dtype) -> bool:
+    """max |x_i|^2 <= max norm <= dim * max |x_i|^2: bounds on range_scale's amax^2 that imply its 1."""
+    info = torch.finfo(compute_dtype(dtype))
+    dim = max(int(dim), 1)
+    return 4.0 * nmax * dim < info.max / 16 and nmax / dim > info.tiny * 2.0**30
+
+
+def norms_verdicts(api: str, names: Sequence[str], ts: Sequence[torch.Tensor], sqnorm: torch.Tensor,
+                   dims: Sequence[int]) -> bool:
+    """``norms_verdict`` for L layers at once (sqnorm (L, N)): three small reductions when every
+    norm is finite (the common case), else layer by layer (the first layer with NaN/Inf raises)."""
+    if bool(torch.isfinite(sqnorm).all()):
+        nmax = sqnorm.amax(dim=1).tolist()
+        return all(_safe_range(m, d, sqnorm.dtype) for m, d in zip(nmax, dims))
+    return all([norms_verdict(api, n, t, sqnorm[i], d) for i, (n, t, d) in enumerate(zip(names, ts, dims))])
 
 
 def range_scale(amax: float | None, dim: int, dtype: torch.dtype) -> float:

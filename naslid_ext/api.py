@@ -21,7 +21,9 @@ extension has a kernel for the tensor's device, else "torch"):
   ValueError (use float64 or rescale x), distances that underflow are returned rounded (possibly
   0); the LID ops rescale instead (LID is scale-invariant) and never raise for it;
 * NaN/Inf input raises ValueError unless check_finite=False (then results are undefined); the
-  check is skipped while torch.compile traces.
+  check is skipped while torch.compile traces. On CPU with the ext backend it costs no pass of its
+  own: it comes from the squared row norms the kernels compute (a row holding NaN/Inf has a
+  non-finite norm; only such rows are re-checked exactly, see _validate.norms_verdict).
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ from naslid_ext._validate import (
     REDUCTIONS,
     check_choice,
     check_finite as _check_finite,
+    norms_verdict as _norms_verdict,
+    norms_verdicts as _norms_verdicts,
     range_scale as _range_scale,
     check_k,
     check_tensor,
@@ -155,8 +159,9 @@ def knn(
     _warn_detached(api, "x", x)
     if not self_query:
         _warn_detached(api, "y", y)
+    fused = check_finite and _backends.ext_backend.fused_check(backend, x.device)
     amax = None
-    if check_finite:
+    if check_finite and not fused:
         amax = _check_finite(api, "x", x)
         if not self_query and amax is not None:
             amax = max(amax, _check_finite(api, "y", y))
@@ -167,20 +172,31 @@ def knn(
         y3 = x3
     else:
         y3 = _prep(y) if batched else _prep(y).unsqueeze(0)
-    scale = _range_scale(amax, x3.shape[-1], x3.dtype)
-    if scale != 1.0:  # exact power of two: the neighbours of the scaled points are the same
-        x3 = x3 * scale
-        y3 = x3 if self_query else y3 * scale
-    sqdist, idx = _backends.knn(name, x3, y3, k, exclude_self, api=api)
-    if scale != 1.0:
-        sqdist = _times_pow2(sqdist, -2 * (math.frexp(scale)[1] - 1))  # / scale^2, exactly
-        if not bool(torch.isfinite(sqdist).all()):
-            raise ValueError(
-                f"naslid_ext.knn: squared distances of x {tuple(x.shape)} (max |value| {amax:.3g}) "
-                f"overflow {sqdist.dtype} (max {torch.finfo(sqdist.dtype).max:.3g}); pass float64 "
-                "input or rescale x (the neighbour indices would be right, the distances are not "
-                "representable)"
-            )
+    sqdist = None
+    if fused:  # the finiteness check from the row norms; the exact path when it cannot decide
+        sqdist, idx, xn, yn = _backends.ext_backend.knn_norms(x3, y3, k, exclude_self)
+        safe = _norms_verdict(api, "x", x, xn, x3.shape[-1])
+        if not self_query:
+            safe = _norms_verdict(api, "y", y, yn, y3.shape[-1]) and safe
+        if not safe:  # finite input outside the safe range: rescaled below, as on the checked path
+            sqdist, amax = None, _check_finite(api, "x", x)
+            if not self_query and amax is not None:
+                amax = max(amax, _check_finite(api, "y", y))
+    if sqdist is None:
+        scale = _range_scale(amax, x3.shape[-1], x3.dtype)
+        if scale != 1.0:  # exact power of two: the neighbours of the scaled points are the same
+            x3 = x3 * scale
+            y3 = x3 if self_query else y3 * scale
+        sqdist, idx = _backends.knn(name, x3, y3, k, exclude_self, api=api)
+        if scale != 1.0:
+            sqdist = _times_pow2(sqdist, -2 * (math.frexp(scale)[1] - 1))  # / scale^2, exactly
+            if not bool(torch.isfinite(sqdist).all()):
+                raise ValueError(
+                    f"naslid_ext.knn: squared distances of x {tuple(x.shape)} (max |value| {amax:.3g}) "
+                    f"overflow {sqdist.dtype} (max {torch.finfo(sqdist.dtype).max:.3g}); pass float64 "
+                    "input or rescale x (the neighbour indices would be right, the distances are not "
+                    "representable)"
+                )
     if not batched:
         sqdist, idx = sqdist.squeeze(0), idx.squeeze(0)
     return sqdist, idx
@@ -300,13 +316,20 @@ def lid(
             f"shape {tuple(x.shape)} (batched={batched})"
         )
     check_k(api, k, n - 1, estimator, f"N-1={n - 1} other points per set in x of shape {tuple(x.shape)}")
-    amax = _check_finite(api, "x", x) if check_finite else None
+    fused = check_finite and _backends.ext_backend.fused_check(backend, x.device)
+    amax = _check_finite(api, "x", x) if check_finite and not fused else None
     name = _backends.resolve(api, backend, "knn_lid", x.device)
     x3 = _prep(x).reshape(x.shape[0], n, -1) if batched else _prep(x).reshape(1, n, -1)
-    scale = _range_scale(amax, x3.shape[-1], x3.dtype)
-    if scale != 1.0:  # squared distances would overflow/underflow: LID is scale-invariant
-        x3 = x3 * scale
-    per_point = _point_lid(api, name, x3, k, estimator)  # (B, N)
+    per_point = None
+    if fused:  # the finiteness check from the row norms; the exact path when it cannot decide
+        per_point, sqnorm = _backends.ext_backend.knn_lid_norms(x3, k, estimator)
+        if not _norms_verdict(api, "x", x, sqnorm, x3.shape[-1]):
+            per_point, amax = None, _check_finite(api, "x", x)
+    if per_point is None:
+        scale = _range_scale(amax, x3.shape[-1], x3.dtype)
+        if scale != 1.0:  # squared distances would overflow/underflow: LID is scale-invariant
+            x3 = x3 * scale
+        per_point = _point_lid(api, name, x3, k, estimator)  # (B, N)
     out = _reduce(per_point, reduction)
     return out if batched else out.squeeze(0)
 
@@ -370,12 +393,20 @@ def lid_profile(
             f"(features[0] of shape {tuple(f0.shape)})"
         )
     check_k(api, k, n - 1, estimator, f"N-1={n - 1} other samples (features[0] of shape {tuple(f0.shape)})")
-    amax = [_check_finite(api, f"features[{i}]", f) if check_finite else None for i, f in enumerate(features)]
+    fused = check_finite and _backends.ext_backend.fused_check(backend, f0.device)
+    amax = [_check_finite(api, f"features[{i}]", f) if check_finite and not fused else None
+            for i, f in enumerate(features)]
     dtype = f0.dtype
     for f in features[1:]:
         dtype = torch.promote_types(dtype, f.dtype)
     dtype = compute_dtype(dtype)
     flat = [f.detach().reshape(n, -1).to(dtype).contiguous() for f in features]
+    if fused:  # the finiteness check from the row norms; the exact path when it cannot decide
+        per_point, sqnorm = _backends.ext_backend.lid_profile_norms(flat, k, estimator)
+        if _norms_verdicts(api, [f"features[{i}]" for i in range(len(features))], features, sqnorm,
+                           [f.shape[-1] for f in flat]):
+            return _reduce(per_point, reduction)
+        amax = [_check_finite(api, f"features[{i}]", f) for i, f in enumerate(features)]
     for i, f in enumerate(flat):  # squared distances that would overflow/underflow: rescale (exact)
         scale = _range_scale(amax[i], f.shape[-1], dtype)
         if scale != 1.0:

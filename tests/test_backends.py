@@ -95,6 +95,9 @@ def test_lid_and_profile_backends_agree(factories, backend, estimator):
 def test_auto_uses_ext_exactly_when_it_has_a_kernel(monkeypatch):
     calls = []
     monkeypatch.setattr(ext_backend, "knn", lambda *a: calls.append("ext") or torch_backend.knn(*a))
+    # the default check_finite=True takes the ext kernels' variant that also returns the row norms
+    monkeypatch.setattr(ext_backend, "knn_norms", lambda x, y, *a: calls.append("ext") or (
+        *torch_backend.knn(x, y, *a), (x * x).sum(-1), (y * y).sum(-1)))
     x = torch.randn(12, 3)
     monkeypatch.setattr(_ops, "has_kernel", lambda op, dev: True)
     naslid_ext.knn(x, 2)

@@ -140,7 +140,10 @@ PROFILE = """
     from naslid_ext import _ops
     sys.path.insert(0, sys.argv[1])
     from conftest import bn_relu_features
-    assert _ops._C.cpu_sym_kernel() == sys.argv[3], _ops._C.cpu_sym_kernel()
+    if sys.argv[3] == "auto":  # the measured choice (the default)
+        assert _ops._C.cpu_kernel_mode() in ("measured", "capability"), _ops._C.cpu_kernel_mode()
+    else:
+        assert _ops._C.cpu_sym_kernel() == sys.argv[3], _ops._C.cpu_sym_kernel()
     out = {}
     for n in (100, 200):  # strips of 96 and of 192 rows
         feats = bn_relu_features(n=n, widths=(8, 16, 16, 32), hw=16, seed=n)
@@ -151,11 +154,12 @@ PROFILE = """
 """
 
 
-@pytest.mark.parametrize("kernel", ["blas", "avx2", "avx512"])
+@pytest.mark.parametrize("kernel", ["blas", "avx2", "avx512", "auto"])
 def test_ops_with_each_kernel_match_the_float64_oracle(tmp_path, oracle, kernel):
-    """lid_profile and self-knn with the kernel forced: the float64 oracle's neighbours exactly, and
-    its per-point LID within the float32 contract (1e-4 relative)."""
-    _need(kernel)
+    """lid_profile and self-knn with the kernel forced (or measured, "auto"): the float64 oracle's
+    neighbours exactly, and its per-point LID within the float32 contract (1e-4 relative)."""
+    if kernel != "auto":
+        _need(kernel)
     path = tmp_path / "out.pt"
     _run({"NASLID_CPU_SYRK": kernel}, PROFILE, os.path.dirname(__file__), str(path), kernel)
     for n, (feats, prof, (d, i)) in torch.load(path).items():
@@ -165,3 +169,30 @@ def test_ops_with_each_kernel_match_the_float64_oracle(tmp_path, oracle, kernel)
         od, oi = oracle.knn_oracle(feats[1].reshape(n, -1), feats[1].reshape(n, -1), 20, True)
         assert torch.equal(i, oi)
         torch.testing.assert_close(d.double(), od, rtol=1e-4, atol=1e-6)
+
+
+CACHED = """
+    import torch, naslid_ext
+    from naslid_ext import _ops
+    x = torch.randn(64, 256, generator=torch.Generator().manual_seed(0)).relu()
+    naslid_ext.lid(x, 5)
+    c = [c for c in naslid_ext.build_info()["cpu"]["choices"] if c["n_class"] == 6 and c["d_class"] == 8]
+    print(_ops._C.cpu_kernel_mode(), len(c), c[0]["why"], c[0]["kernel"])
+"""
+
+
+def test_decisions_are_cached_on_disk_when_asked(tmp_path):
+    """NASLID_CPU_SYRK_CACHE: the first process measures and appends its decision, the next one
+    reads it (the same kernel, why == "cached"); a line for the class decides it (here: the BLAS)."""
+    if _best() == "blas":
+        pytest.skip("no FMA kernel on this CPU: nothing is measured")
+    cache = tmp_path / "kernels.txt"
+    env = {"NASLID_CPU_SYRK_CACHE": str(cache)}
+    mode, n, why, first = _run(env, CACHED).split()
+    assert (mode, n, why) == ("measured", "1", "measured")
+    line = cache.read_text().splitlines()
+    assert len(line) == 1 and line[0].endswith("\t" + first) and "|par 1|n 6|d 8" in line[0]
+    assert _run(env, CACHED).split() == ["measured", "1", "cached", first]
+    assert len(cache.read_text().splitlines()) == 1  # a cached decision is not appended again
+    cache.write_text(line[0].rsplit("\t", 1)[0] + "\tblas\n")
+    assert _run(env, CACHED).split() == ["measured", "1", "cached", "blas"]

@@ -173,6 +173,15 @@ SymKernel sym_kernel_supported() {
 #endif
 }
 
+bool sym_kernel_forced() {
+  static const bool forced = [] {
+    const char* env = std::getenv("NASLID_CPU_SYRK");
+    return env != nullptr && sym_kernel_from_name(env, SymKernel::kBlas) ==
+                                 sym_kernel_from_name(env, SymKernel::kAvx512);
+  }();
+  return forced;
+}
+
 SymKernel sym_kernel() {
   static const SymKernel k = [] {
     const SymKernel cpu = sym_kernel_supported();

@@ -25,3 +25,29 @@ def knn_lid(x: torch.Tensor, k: int, estimator: str) -> torch.Tensor:
 def lid_profile(features: list[torch.Tensor], k: int, estimator: str) -> torch.Tensor:
     """L layers of (N, D_l) -> per-layer, per-point LID (L, N)."""
     return torch.ops.naslid.lid_profile(features, k, estimator)
+
+
+# ----- the same with the squared row norms (CPU): the public functions' finiteness check --------
+def fused_check(backend: str, device: torch.device) -> bool:
+    """True when the public functions can take their default finiteness check from the row norms
+    the kernels compute (the `_*_norms` ops) instead of a separate pass: backend "auto"/"ext", a
+    device with those kernels (CPU), and not while torch.compile traces (the check is skipped then)."""
+    from naslid_ext import _ops
+
+    return (backend in ("auto", "ext") and not torch.compiler.is_compiling()
+            and _ops.has_kernel("_knn_norms", device.type))
+
+
+def knn_norms(x: torch.Tensor, y: torch.Tensor, k: int, exclude_self: bool):
+    """knn plus the squared row norms of x (B, N) and y (B, M)."""
+    return torch.ops.naslid._knn_norms(x, y, k, exclude_self)
+
+
+def knn_lid_norms(x: torch.Tensor, k: int, estimator: str):
+    """knn_lid plus the squared row norms (B, N); NaN LID where the k-th distance overflowed."""
+    return torch.ops.naslid._knn_lid_norms(x, k, estimator)
+
+
+def lid_profile_norms(features: list[torch.Tensor], k: int, estimator: str):
+    """lid_profile plus the squared row norms (L, N); NaN LID where the k-th distance overflowed."""
+    return torch.ops.naslid._lid_profile_norms(features, k, estimator)

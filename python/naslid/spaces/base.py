@@ -31,6 +31,28 @@ Arch = dict  # dict[str, str]
 Mask = dict  # dict[str, torch.BoolTensor]
 
 
+def _writable(t: torch.Tensor, other: torch.Tensor, inputs: tuple) -> bool:
+    """Whether ``t += other`` may overwrite ``t``: a fresh result the caller owns (not one of
+    ``inputs``: an identity op returns its input itself), of other's dtype, device and shape (no
+    promotion or broadcast), not a view, not a leaf that requires grad."""
+    return (not any(t is i for i in inputs) and other.dtype == t.dtype and other.device == t.device
+            and other.shape == t.shape and t._base is None and not (t.requires_grad and t.is_leaf))
+
+
+def add_into(total: torch.Tensor, y: torch.Tensor, inputs: tuple = ()) -> torch.Tensor:
+    """``total + y``, computed into ``total`` (or else into ``y``: addition is commutative, so the
+    value is bit-identical) in place where that is safe (``_writable``): one tensor fewer alive.
+
+    The ops that made ``total`` / ``y`` must not save their outputs for backward (conv, BatchNorm,
+    average pooling, ``x * 0`` do not); autograd's version counter raises at backward otherwise, it
+    never gives silent wrong gradients. ``inputs``: tensors the caller does not own."""
+    if _writable(total, y, inputs):
+        return total.add_(y)
+    if _writable(y, total, inputs):
+        return y.add_(total)
+    return total + y
+
+
 class Supernet(nn.Module, abc.ABC):
     """A weight-sharing supernet; single-path: one candidate per decision is active at a time."""
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import add_into
+
 ACTIVATIONS = ("relu", "relu6", "h_swish")
 
 
@@ -145,7 +147,7 @@ class MBConv(nn.Module):
         if self.se is not None:
             y = self.se(y)
         y = self.project(y)
-        return x + y if self.residual else y
+        return add_into(y, x, (x,)) if self.residual else y  # = x + y, in place
 
     def macs(self, h: int, w: int, count_se: bool = True) -> tuple[int, int, int]:
         """(multiply-adds, h_out, w_out); ``count_se``: include the SE 1x1 convs."""
@@ -285,7 +287,7 @@ class ElasticMBConv(nn.Module):
             g = F.hardsigmoid(F.conv2d(g, self.se_expand.weight[:mid, :sm], self.se_expand.bias[:mid]))
             y = y * g
         y = _bn_forward(self.project_bn, F.conv2d(y, self.project_weight[:, :mid]), self.cout)
-        return x + y if self.residual else y
+        return add_into(y, x, (x,)) if self.residual else y  # = x + y, in place
 
     @torch.no_grad()
     def to_static(self, kernel: int, expand: int) -> MBConv:

@@ -22,6 +22,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from .base import add_into
+
 #: NB201's operation order (``NAS_BENCH_201`` in the benchmark's code); candidate i of every edge.
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -91,19 +93,31 @@ class ResNetBasicBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.downsample(x) + self.conv_b(self.conv_a(x))
+        return add_into(self.downsample(x), self.conv_b(self.conv_a(x)))
 
 
 def cell_forward(x: torch.Tensor, edge_fn) -> torch.Tensor:
-    """Run the 4-node NB201 DAG: node_i = sum_{j<i} edge_fn(key_ij, node_j); return node 3."""
-    nodes = [x]
-    for i in (1, 2, 3):
-        total = None
-        for j in range(i):
-            y = edge_fn(f"edge_{i}_{j}", nodes[j])
-            total = y if total is None else total + y
-        nodes.append(total)
-    return nodes[3]
+    """Run the 4-node NB201 DAG: node_i = sum_{j<i} edge_fn(key_ij, node_j); return node 3.
+
+    Lean: the edges run in the order that keeps the fewest cell-sized tensors alive (node 1's two
+    consumers first, so that node 1 is dropped before node 2 is complete; the cell input stays
+    alive anyway, its caller and the module's hooks hold it), and the sums accumulate in place
+    (``add_into``). The additions are those of the plain sum (node 2 = e20 + e21, node 3 =
+    (e30 + e31) + e32, IEEE addition being commutative), so the output is bit-identical; the edge
+    ops are independent of each other (each its own modules, no randomness), so their order is free.
+    """
+    n1 = edge_fn("edge_1_0", x)
+    n3 = edge_fn("edge_3_1", n1)
+    n2 = edge_fn("edge_2_1", n1)
+    # With autograd on, node 1 has been fed to two ops that may have saved it (average pooling
+    # does): it must not be overwritten even where n2 or n3 is node 1 itself (skip_connect); the
+    # memory matters under no_grad (the LID split step), where nothing saves it and it goes now.
+    used = (x, n1) if torch.is_grad_enabled() else (x,)
+    del n1
+    # n2 and n3 may both be node 1 itself (skip_connect edges): each protects the other
+    n2 = add_into(n2, edge_fn("edge_2_0", x), used + (n3,))
+    n3 = add_into(n3, edge_fn("edge_3_0", x), used + (n2,))
+    return add_into(n3, edge_fn("edge_3_2", n2), used + (n2,))
 
 
 class NB201Cell(nn.Module):

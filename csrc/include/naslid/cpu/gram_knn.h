@@ -29,6 +29,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "naslid/cpu/sym_choice.h"
 #include "naslid/cpu/sym_gram.h"
 #include "naslid/exact_gemm.h"
 #include "naslid/lid_math.h"
@@ -222,10 +223,15 @@ inline at::Tensor wrap(const T* p, int64_t rows, int64_t D) {
                        at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
 }
 
-// The kernel for the symmetric strips of a float32 set with D features (kBlas for float64).
+// The kernel for the symmetric strips of the set X (N, D) in mode `par` (kBlas for float64; for
+// float32 forced, or measured on X at its shape class's first use: naslid/cpu/sym_choice.h).
 template <typename T>
-inline SymKernel strip_kernel(int64_t D) {
-  return std::is_same_v<T, float> ? sym_kernel_for(D) : SymKernel::kBlas;
+inline SymKernel strip_kernel(const T* X, int64_t N, int64_t D, bool par) {
+  if constexpr (std::is_same_v<T, float>) {
+    return choose_sym_kernel(X, N, D, par);
+  } else {
+    return SymKernel::kBlas;
+  }
 }
 
 // Block rows per strip of the symmetric path. BLAS strips: small blocks keep the wasted part of
@@ -321,8 +327,7 @@ inline void refine(TopK<T>& tk, const T* Xq, const T* Xr, int64_t D, const T* nq
 // threads (FMA kernels only), the scans stay sequential.
 template <typename T>
 inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vector<T>& nrm,
-                       bool skip_self, bool split = false) {
-  const SymKernel kern = strip_kernel<T>(D);
+                       bool skip_self, SymKernel kern, bool split = false) {
   const int64_t bs = std::min(sym_block_rows(N, kern), N);
   const int64_t nblk = (N + bs - 1) / bs;
   const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
@@ -445,8 +450,7 @@ inline void merge_into(TopK<T>& tk, const TopK<T>& other, bool par) {
 // other blocks); the lists are merged at the end. One parallel region: few synchronisations.
 template <typename T>
 inline void sym_parallel(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, const std::vector<T>& nrm,
-                         bool skip_self) {
-  const SymKernel kern = strip_kernel<T>(D);
+                         bool skip_self, SymKernel kern) {
   const int64_t bs = std::min(sym_block_rows(N, kern), N);
   const int64_t nblk = (N + bs - 1) / bs;
   const int64_t nth = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), nblk));
@@ -491,23 +495,30 @@ inline void sym_parallel(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, const s
 // FMA kernels, the sequential pass with each strip's features split among the threads (balanced
 // whatever the triangle's shape); otherwise the threads take row blocks (norms and offset check by
 // a first pass over the data).
+// raw_nrm (N, may be null): receives the squared norms of X's rows as the pass computed them
+// (before any centring): a row holding NaN/Inf has a non-finite norm, so they are the finiteness
+// check of naslid_ext's public functions at no extra pass.
 template <typename T>
-inline TopK<T> self_knn(const T* X, int64_t N, int64_t D, int64_t k, bool skip_self, bool par) {
+inline TopK<T> self_knn(const T* X, int64_t N, int64_t D, int64_t k, bool skip_self, bool par,
+                        T* raw_nrm = nullptr) {
   const int64_t cand = skip_self ? N - 1 : N;
   TopK<T> tk(N, k, cand);
   std::vector<T> nrm;
-  const bool split = par && N <= 1536 && strip_kernel<T>(D) != SymKernel::kBlas;
+  const SymKernel kern = strip_kernel<T>(X, N, D, par);
+  const bool split = par && N <= 1536 && kern != SymKernel::kBlas;
   if (!par || split) {
-    const double rho = sym_pass<T>(X, N, D, tk, nrm, skip_self, split);
+    const double rho = sym_pass<T>(X, N, D, tk, nrm, skip_self, kern, split);
+    if (raw_nrm != nullptr) std::copy(nrm.begin(), nrm.end(), raw_nrm);
     if (rho > kRhoMax) {
       std::vector<double> mu;
       offset_factor<T>(X, N, nullptr, 0, D, nrm, nrm, mu);
       at::Tensor Xc = centred_copy<T>(X, N, D, round_shift<T>(mu));
       tk = TopK<T>(N, k, cand);
-      sym_pass<T>(Xc.data_ptr<T>(), N, D, tk, nrm, skip_self, split);
+      sym_pass<T>(Xc.data_ptr<T>(), N, D, tk, nrm, skip_self, kern, split);
     }
   } else {
     row_norms<T>(X, N, D, nrm, true);
+    if (raw_nrm != nullptr) std::copy(nrm.begin(), nrm.end(), raw_nrm);
     std::vector<double> mu;
     const T* Xg = X;
     at::Tensor Xc;
@@ -516,7 +527,7 @@ inline TopK<T> self_knn(const T* X, int64_t N, int64_t D, int64_t k, bool skip_s
       Xg = Xc.data_ptr<T>();
       row_norms<T>(Xg, N, D, nrm, true);
     }
-    sym_parallel<T>(Xg, N, D, tk, nrm, skip_self);
+    sym_parallel<T>(Xg, N, D, tk, nrm, skip_self, kern);
   }
   refine<T>(tk, X, X, D, nrm.data(), nrm.data(), par);
   return tk;
@@ -524,13 +535,16 @@ inline TopK<T> self_knn(const T* X, int64_t N, int64_t D, int64_t k, bool skip_s
 
 // k-NN of queries X (N, D) among references Y (M, D) (distinct sets); exclude_self drops j == i.
 // Row blocks of X are independent: par = true hands them to the threads (single-threaded GEMMs).
+// raw_nx (N) / raw_ny (M), may be null: the squared norms of the rows of X / Y (as self_knn's raw_nrm).
 template <typename T>
 inline TopK<T> cross_knn(const T* X, int64_t N, const T* Y, int64_t M, int64_t D, int64_t k,
-                         bool exclude_self, bool par) {
+                         bool exclude_self, bool par, T* raw_nx = nullptr, T* raw_ny = nullptr) {
   const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
   std::vector<T> nx, ny;
   row_norms<T>(X, N, D, nx, par);
   row_norms<T>(Y, M, D, ny, par);
+  if (raw_nx != nullptr) std::copy(nx.begin(), nx.end(), raw_nx);
+  if (raw_ny != nullptr) std::copy(ny.begin(), ny.end(), raw_ny);
   std::vector<double> mu;
   at::Tensor Xc, Yc;
   const T* Xg = X;

@@ -13,10 +13,11 @@
 // error class as the BLAS's blocked sums (the k-NN engine's refinement and tie handling are
 // unchanged). Whatever torch's matmul precision flags say, never bf16/TF32.
 //
-// Kernel choice (read once): NASLID_CPU_SYRK = blas | avx2 | avx512 forces one (a kernel the CPU
-// lacks falls back to the best it has); otherwise it follows torch's CPU capability
-// (at::get_cpu_capability(), so ATEN_CPU_CAPABILITY=avx2 selects the AVX2 kernel as it does for
-// ATen's own kernels) and the CPU's instruction sets. Off x86-64, and for float64, the BLAS strips.
+// Kernel choice: NASLID_CPU_SYRK = blas | avx2 | avx512 forces one (a kernel the CPU lacks falls
+// back to the best it has); otherwise the fastest of the BLAS and the FMA kernels up to torch's CPU
+// capability (at::get_cpu_capability(), so ATEN_CPU_CAPABILITY=avx2 caps it at the AVX2 kernel as it
+// does for ATen's own kernels) is measured per shape class (naslid/cpu/sym_choice.h). Off x86-64,
+// and for float64, the BLAS strips.
 #pragma once
 
 #include <cstdint>
@@ -37,12 +38,19 @@ SymKernel sym_kernel_from_name(const char* name, SymKernel fallback);
 // The best kernel this CPU can run (kBlas off x86-64 or without AVX2+FMA).
 SymKernel sym_kernel_supported();
 
-// The kernel the symmetric path uses (NASLID_CPU_SYRK, torch's CPU capability, the CPU; read once).
+// The best FMA kernel the symmetric path may use: the one NASLID_CPU_SYRK forces, else torch's CPU
+// capability as far as the CPU goes (read once). Which kernel runs on a given input is
+// choose_sym_kernel's decision (naslid/cpu/sym_choice.h): forced, or measured among the BLAS and
+// the FMA kernels up to this one.
 SymKernel sym_kernel();
 
-// The kernel for float32 strips with D features: sym_kernel(), or kBlas where the BLAS is as fast
-// (few features: the per-tile horizontal sums outweigh the short dot products; measured
-// crossover D = 128 for AVX-512, 256 for AVX2, docs/ops_benchmarks.md).
+// True when NASLID_CPU_SYRK names a kernel ("blas" | "avx2" | "avx512"); unset or "auto": measured.
+bool sym_kernel_forced();
+
+// The kernel for float32 strips with D features when forced (and the default the measurement
+// must beat): sym_kernel(), or kBlas where the BLAS is as fast (few features: the per-tile
+// horizontal sums outweigh the short dot products; crossover D = 128 for AVX-512, 256 for AVX2 on
+// AMD Zen 4, docs/ops_benchmarks.md).
 SymKernel sym_kernel_for(int64_t D);
 
 // Strip of the Gram matrix of X (row-major, row stride ld >= D, 64-bit sizes):
