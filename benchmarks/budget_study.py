@@ -10,7 +10,7 @@ back from their run folders (a killed study resumes where it stopped).
     python benchmarks/budget_study.py --work /tmp/budget --epochs 5 10 20 40 60 \\
         --json /tmp/budget/summary.json --plot docs/figures/budget_study.png
 
-Needs ../shared/data (CIFAR-10 npz, NB201 ground truth); skips with a message without it.
+Needs the CIFAR-10 npz and NB201 ground truth (`naslid data cifar10`, `naslid data nb201`); skips with a message without it.
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     p.add_argument("--plot")
     args = p.parse_args(argv)
     if not Path(args.data).exists() or not Path(args.benchmark).exists():
-        print(f"budget_study: needs {args.data} and {args.benchmark} (../shared/data); skipped", file=sys.stderr)
+        print(f"budget_study: needs {args.data} and {args.benchmark} (built by `naslid data cifar10` / `naslid data nb201`); skipped", file=sys.stderr)
         return 0
     Path(args.work).mkdir(parents=True, exist_ok=True)
     rows = []

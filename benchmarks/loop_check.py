@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--json")
     a = p.parse_args(argv)
     if not (DATA / "cifar10.npz").exists():
-        print("loop_check: needs ../shared/data/cifar10.npz; skipped", file=sys.stderr)
+        print("loop_check: needs cifar10.npz (`naslid data cifar10` builds it); skipped", file=sys.stderr)
         return 0
     from naslid.data import fixed_batches, load_splits, make_loader
     from naslid.evaluate import arch_metrics, classify

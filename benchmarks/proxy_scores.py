@@ -80,7 +80,7 @@ def main(argv=None) -> int:
 
     for opt, path in (("--data", args.data), ("--benchmark", args.benchmark)):
         if not Path(path).is_file():
-            print(f"proxy_scores: {opt}: {path!r} does not exist (../shared/data; see its README)", file=sys.stderr)
+            print(f"proxy_scores: {opt}: {path!r} does not exist (`naslid data cifar10` / `naslid data nb201` build the files)", file=sys.stderr)
             return 2
     bad = [x for x in args.proxies if x not in PROXIES]
     if bad:

@@ -313,7 +313,7 @@ def check_args(args) -> None:
     for opt, path in (("--data", args.data), ("--benchmark", args.benchmark)):
         if not Path(path).is_file():
             raise ValueError(f"{opt}: {str(path)!r} does not exist (the study reads CIFAR-10 and the NB201 "
-                             f"ground truth from ../shared/data; see its README)")
+                             f"ground truth: `naslid data cifar10`, `naslid data nb201`)")
     if args.command == "run":
         if args.workers < 1:
             raise ValueError(f"--workers: must be >= 1, got {args.workers}")

@@ -12,7 +12,7 @@ minus its loss, and the parameter count against NB201's ``cifar10_valid_acc`` ov
     python benchmarks/standalone_truth.py --threads 1 --json benchmarks/data/standalone_cpu_report.json
     python benchmarks/standalone_truth.py --report-only          # the statistics of the cache only
 
-Needs ../shared/data (cifar10.npz, nb201_cifar10_valid.csv) or --data / --benchmark.
+Needs cifar10.npz and nb201_cifar10_valid.csv (`naslid data cifar10`, `naslid data nb201`), or --data / --benchmark.
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--allow-few", action="store_true", help="allow --cells below 40 (trial runs)")
     p.add_argument("--epochs", type=int, default=5, help="training epochs per cell (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seeds initial weights and data order (with the arch)")
-    p.add_argument("--data", default=str(DATA / "cifar10.npz"), help="CIFAR-10 .npz (../shared/data/cifar10.npz)")
+    p.add_argument("--data", default=str(DATA / "cifar10.npz"), help="CIFAR-10 .npz (built by `naslid data cifar10`)")
     p.add_argument("--benchmark", default=str(DATA / "nb201_cifar10_valid.csv"),
-                   help="NB201 ground truth CSV (../shared/data/nb201_cifar10_valid.csv)")
+                   help="NB201 ground truth CSV (built by `naslid data nb201`)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="the CSV cache (sidecar: same name, .json)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -52,8 +52,8 @@ def check_inputs(a: argparse.Namespace) -> None:
         for opt, path, what in (("--data", a.data, "CIFAR-10 as an .npz (x_train, y_train, x_test, y_test)"),
                                 ("--benchmark", a.benchmark, "the NB201 ground-truth CSV")):
             if not Path(path).is_file():
-                raise ValueError(f"{opt} {path!r}: not found. It is {what}, kept in ../shared/data beside "
-                                 f"the repository (see ../shared/data/README.md); give its path with {opt}")
+                raise ValueError(f"{opt} {path!r}: not found. It is {what}, built by "
+                                 f"`naslid data {'cifar10' if opt == '--data' else 'nb201'}`; give its path with {opt}")
     if a.threads is not None and a.threads < 1:
         raise ValueError(f"--threads: must be >= 1, got {a.threads}")
 

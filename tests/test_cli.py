@@ -111,15 +111,12 @@ def test_image_size_the_dataset_cannot_honour(capsys, tmp_path):
 
 
 def test_benchmark_that_is_not_a_csv(capsys, tmp_path, monkeypatch):
-    """A non-CSV benchmark without a NATS-Bench reader installed: one line naming the file, not an
-    ImportError traceback."""
-    from naslid import benchmark
-
-    monkeypatch.setattr(benchmark, "nats_api_available", lambda: False)
+    """A benchmark that is neither a CSV nor an official NATS-Bench / NB201 file: one line naming
+    the file and the command that builds the CSV, not a traceback."""
     readme = tmp_path / "README.md"
     readme.write_text("# not a benchmark\n")
     rc, out, err = run_main(capsys, "--benchmark", str(readme), "--out", str(tmp_path / "o"))
-    assert_one_line_error(rc, out, err, "README.md", "not a .csv file", "nats_bench")
+    assert_one_line_error(rc, out, err, "README.md", "not a .csv file", "naslid data nb201")
     assert not (tmp_path / "o").exists()
 
 

@@ -448,13 +448,13 @@ def test_fixed_batches_deterministic():
 
 
 # ------------------------------------------------------------------------------------------------
-# the real CIFAR-10 npz (../shared/data)
+# the real CIFAR-10 npz (`naslid data cifar10` builds it)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.data
 def test_shared_cifar10_npz_nb201_protocol():
     path = SHARED_DATA / "cifar10.npz"
     if not path.is_file():
-        pytest.skip(f"shared data absent ({path}): real-data test skipped")
+        pytest.skip(f"{path.name} absent (`naslid data cifar10` builds it): real-data test skipped")
     s = D.load_splits("npz", path, seed=0)
     assert (len(s.train), len(s.valid), len(s.test)) == (25000, 25000, 10000)
     assert torch.bincount(s.train.labels).tolist() == [2500] * 10

@@ -437,7 +437,7 @@ def CountingBench(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# the real NB201 benchmark (../shared/data; the nb201_bench fixture is in conftest.py)
+# the real NB201 benchmark (`naslid data nb201`; the nb201_bench fixture is in conftest.py)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.data
 def test_nb201_csv_top1_and_sample(nb201_bench):

@@ -45,7 +45,7 @@ def space():
 @pytest.fixture(scope="module")
 def rows():
     if not CSV.exists():
-        pytest.skip(f"NB201 ground truth not found at {CSV} (../shared/data is absent)")
+        pytest.skip(f"NB201 ground truth not found at {CSV} (`naslid data nb201` builds it)")
     with CSV.open(newline="") as f:
         out = list(csv.DictReader(f))
     assert len(out) == 15625

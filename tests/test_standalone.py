@@ -1,6 +1,6 @@
 """naslid.standalone and benchmarks/standalone_truth.py: stand-alone training at a micro setting
 (synthetic 8x8 images, NB201 C=4), per-cell determinism, the resumable cache and its refusals, and
-the cell subset of the real NB201 ranking sample (../shared/data)."""
+the cell subset of the real NB201 ranking sample (the CSV of `naslid data nb201`)."""
 from __future__ import annotations
 
 import csv
@@ -223,7 +223,7 @@ def test_too_few_cells_and_missing_files_are_refused(tmp_path):
     check_cells(MIN_CELLS)
     with pytest.raises(ValueError, match="--cells 501"):
         check_cells(501)
-    with pytest.raises(ValueError, match=r"--data .*nope\.npz.* not found.*shared/data/README\.md"):
+    with pytest.raises(ValueError, match=r"--data .*nope\.npz.* not found.*naslid data cifar10"):
         st.main(["--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "x.csv")])
     with pytest.raises(ValueError, match=r"--benchmark .*nope\.csv.* not found"):
         st.main(["--benchmark", str(tmp_path / "nope.csv"), "--data", str(SCRIPT),

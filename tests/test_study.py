@@ -282,7 +282,7 @@ def test_nb201_top_ten_percent_threshold():
     """NB201's cifar10_valid_acc: 15,625 cells, the best 10 % at 89.65 % or more (the issue's figure)."""
     path = ROOT.parent / "shared" / "data" / "nb201_cifar10_valid.csv"
     if not path.is_file():
-        pytest.skip(f"NB201 ground truth not found at {path} (see ../shared/data/README)")
+        pytest.skip(f"NB201 ground truth not found at {path} (`naslid data nb201` builds it)")
     from naslid.benchmark import load_benchmark
     from naslid.spaces import get_space
 

@@ -3,19 +3,18 @@
 CSV format: a header row with an ``arch`` column (the space's arch string, e.g. NB201's
 ``|nor_conv_3x3~0|+|...|``) and any number of ``*_acc`` columns (accuracy, percent); every other
 column is kept as extra information (numbers where they parse, else strings) and reported by
-``lookup``. ``../shared/data/nb201_cifar10_valid.csv`` is one (index, arch, cifar10_valid_acc,
-params_m_cifar10, n_seeds, unique_id). Each row's arch is parsed and validated with the space;
+``lookup``. ``naslid data nb201`` builds one from the official files (index, arch,
+cifar10_valid_acc, params_m_cifar10, n_seeds, unique_id). Each row's arch is parsed and validated with the space;
 lookups are by the exact arch string (isomorphic cells are separate rows with their own numbers).
 An empty ``*_acc`` cell is read as NaN and left out of the rankings (their ``n`` shows it).
 
-NATS-Bench / NB201 API: ``load_nats_benchmark`` is a guarded adapter used only when the
-``nats_bench`` (or older ``nas_201_api``) package is importable; it is untested here (the package
-and its files are not installed in this project's environment).
+Official files: ``load_nats_benchmark`` reads a NATS-Bench topology file or folder or a
+NAS-Bench-201 ``.pth`` directly (``naslid.groundtruth.nats``; no ``nats_bench`` package needed),
+with the same column names as the CSV (``cifar10_valid_acc``, ...).
 """
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -153,64 +152,40 @@ def load_csv_benchmark(path: str | os.PathLike, space: SearchSpace) -> Benchmark
     return Benchmark(space, rows, columns=header, source=str(path))
 
 
-def load_nats_benchmark(path: str | os.PathLike, space: SearchSpace, *,
-                        datasets: Sequence[str] = ("cifar10-valid", "cifar10", "cifar100",
-                                                   "ImageNet16-120"),
-                        hp: str = "200") -> Benchmark:  # pragma: no cover - needs nats_bench
-    """UNTESTED adapter for the official NATS-Bench (``nats_bench``) or NB201 (``nas_201_api``)
-    files: builds a Benchmark with ``<dataset>_valid_acc`` / ``<dataset>_test_acc`` columns
-    (dataset names lower-cased, '-' -> '_') for every topology. Raises ImportError when neither
-    package is importable."""
-    try:
-        from nats_bench import create
+def load_nats_benchmark(path: str | os.PathLike, space: SearchSpace, *, hp: str = "200") -> Benchmark:
+    """A Benchmark from an official NATS-Bench topology folder / file or NAS-Bench-201 ``.pth``:
+    ``index`` and every accuracy column of ``naslid.groundtruth.nats.ACC_COLUMNS`` present (mean
+    over seeds after the last epoch of the ``hp``-epoch schedule; a cell lacking one is NaN)."""
+    from .groundtruth.nats import ACC_COLUMNS, arch_metrics, read_arch_states
 
-        api = create(str(path), "tss", fast_mode=True, verbose=False)
-    except ImportError:
+    rows, present = [], set()
+    for idx, s, state in read_arch_states(path, hp=hp):
         try:
-            from nas_201_api import NASBench201API
-
-            api = NASBench201API(str(path), verbose=False)
-        except ImportError as e:
-            raise ImportError("official NB201/NATS-Bench files need the 'nats_bench' (or "
-                              "'nas_201_api') package; or give a CSV benchmark") from e
-    rows, cols = [], ["arch", "index"]
-    for i in range(len(api)):
-        s = api.arch(i)
-        arch = space.arch_from_string(s)
-        row = {"arch": space.arch_to_string(arch), "index": i}
-        for ds in datasets:
-            info = api.get_more_info(i, ds, hp=hp, is_random=False)
-            name = ds.lower().replace("-", "_")
-            for src, dst in (("valid-accuracy", f"{name}_valid_acc"),
-                             ("test-accuracy", f"{name}_test_acc")):
-                if src in info and info[src] is not None:
-                    row[dst] = float(info[src])
-                    if dst not in cols:
-                        cols.append(dst)
-        rows.append(row)
+            arch = space.arch_from_string(s)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"benchmark {str(path)!r}: architecture {idx} {s!r} is not in the "
+                             f"{space.name} space ({e})") from e
+        m = arch_metrics(state, where=f"benchmark {str(path)!r}, architecture {idx}")
+        present.update(c for c in ACC_COLUMNS.values() if c in m)
+        rows.append({"arch": space.arch_to_string(arch), "index": idx, **m})
+    cols = ["arch", "index"] + [c for c in ACC_COLUMNS.values() if c in present]
     for r in rows:
         for c in cols:
             r.setdefault(c, math.nan)
     return Benchmark(space, rows, columns=cols, source=str(path))
 
 
-def nats_api_available() -> bool:
-    """Whether a package that reads official NATS-Bench / NB201 files is importable."""
-    return any(importlib.util.find_spec(m) is not None for m in ("nats_bench", "nas_201_api"))
-
-
 def load_benchmark(path: str | os.PathLike, space: SearchSpace) -> Benchmark:
-    """``.csv`` -> ``load_csv_benchmark``; anything else -> the (untested) NATS-Bench adapter.
-
-    A file that is neither a ``.csv`` nor readable by an installed NATS-Bench package is a
-    ValueError naming the file (the CLI prints it as its one-line error)."""
+    """``.csv`` -> ``load_csv_benchmark``; an official NATS-Bench / NAS-Bench-201 file or folder
+    -> ``load_nats_benchmark``. Anything else is a ValueError naming the file (the CLI prints it as
+    its one-line error)."""
     if str(path).lower().endswith(".csv"):
         return load_csv_benchmark(path, space)
-    if not Path(path).exists():
+    p = Path(path)
+    if not p.exists():
         raise FileNotFoundError(f"benchmark {str(path)!r}: not found")
-    if not nats_api_available():
-        raise ValueError(f"benchmark {str(path)!r}: not a .csv file, and reading an official "
-                         "NB201/NATS-Bench file needs the 'nats_bench' (or 'nas_201_api') package, "
-                         "which is not installed; give a CSV benchmark (an arch column and *_acc "
-                         "columns)")
+    if not (p.is_dir() or p.name.endswith((".pth", ".pbz2"))):
+        raise ValueError(f"benchmark {str(path)!r}: not a .csv file, a NATS-tss-*-simple folder, a "
+                         "NATS-tss-*.pickle.pbz2 or a NAS-Bench-201-*.pth file; `naslid data nb201 "
+                         "--from FILE` builds the CSV from the official file")
     return load_nats_benchmark(path, space)

@@ -1,4 +1,4 @@
-"""The ``naslid`` command line: ``search``, ``spaces``, ``bench-memory``.
+"""The ``naslid`` command line: ``search``, ``spaces``, ``data``, ``bench-memory``.
 
     naslid search                      # quick preset: NB201 (tiny) on digits, CPU, ~2 min
     naslid search --preset paper --data-dir ~/data --benchmark nb201.csv --device cuda
@@ -6,6 +6,8 @@
     naslid search --resume --out runs/gm   # continue a killed run
     torchrun --nproc-per-node 2 -m naslid.cli search ...   # or the `naslid` script under torchrun
     naslid spaces nb201 --arch '|nor_conv_3x3~0|+|...|'
+    naslid data cifar10 [--from cifar-10-python.tar.gz]        # -> data/cifar10.npz
+    naslid data nb201 --from NATS-tss-v1_0-3ffb9-simple         # -> data/nb201_cifar10_valid.csv
     naslid bench-memory --space nb201 --batch 32 --input-size 224 --json mem.json
 
 Errors in the inputs (unknown names, missing files, impossible schedules, a foreign output folder)
@@ -43,7 +45,7 @@ def _set_value(s: str):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="naslid", description="NAS-LID: split one-shot supernets by local "
                                 "intrinsic dimension, then search.")
-    sub = p.add_subparsers(dest="command", metavar="{search,spaces,bench-memory}")
+    sub = p.add_subparsers(dest="command", metavar="{search,spaces,data,bench-memory}")
 
     s = sub.add_parser("search", help="run a search (default: quick preset, NB201 on digits, CPU)",
                        description="Warm-up, split (LID / GM / random / none), sub-supernet training, "
@@ -90,6 +92,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--arch", help="an architecture string of the space")
     sp.add_argument("--opt", action="append", type=_set_value, default=[], metavar="KEY=VALUE",
                     help="space option, e.g. --opt C=16 --opt N=5 (repeatable)")
+
+    d = sub.add_parser("data", help="build the data files of a CIFAR-10 search from the official downloads",
+                       description="Build cifar10.npz (for --dataset npz) from the official CIFAR-10 python "
+                       "archive, and the ground-truth CSV (for --benchmark) from the official NAS-Bench-201 / "
+                       "NATS-Bench topology file.")
+    dsub = d.add_subparsers(dest="data_command", metavar="{cifar10,nb201}")
+    dc = dsub.add_parser("cifar10", help="cifar10.npz from cifar-10-python.tar.gz (downloaded when --from is "
+                         "not given)")
+    dc.add_argument("--from", dest="source", metavar="FILE",
+                    help="the official cifar-10-python.tar.gz already on this machine (default: download it "
+                    "from www.cs.toronto.edu into --download-dir)")
+    dc.add_argument("--out", default="data/cifar10.npz", metavar="FILE", help="the npz to write (default %(default)s)")
+    dc.add_argument("--download-dir", metavar="DIR", help="where the archive is downloaded to (default: the "
+                    "folder of --out)")
+    dn = dsub.add_parser("nb201", help="the ground-truth CSV from an official NAS-Bench-201 / NATS-Bench file")
+    dn.add_argument("--from", dest="source", required=True, metavar="PATH",
+                    help="the NATS-tss-v1_0-3ffb9-simple folder, NATS-tss-v1_0-3ffb9.pickle.pbz2 or "
+                    "NAS-Bench-201-v1_1-096897.pth (or v1_0)")
+    dn.add_argument("--out", default="data/nb201_cifar10_valid.csv", metavar="FILE",
+                    help="the CSV to write (default %(default)s)")
+    dn.add_argument("--all-columns", action="store_true", help="also the CIFAR-10 test, CIFAR-100 and "
+                    "ImageNet16-120 accuracies (default: cifar10_valid_acc, the column a search may use)")
 
     sub.add_parser("bench-memory", help="peak memory / time of the LID and GM split step", add_help=False)
     return p
@@ -225,6 +249,23 @@ def cmd_spaces(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if a.data_command == "cifar10":
+        from .cifar_archive import build_cifar10_npz
+
+        out = build_cifar10_npz(a.out, source=a.source, download_dir=a.download_dir)
+        print(f"wrote {out}; use it with: naslid search --dataset npz --data-dir {out}")
+        return 0
+    if a.data_command == "nb201":
+        from .groundtruth.build_table import build_nb201_csv
+
+        out = build_nb201_csv(a.source, a.out, all_columns=a.all_columns)
+        print(f"wrote {out}; use it with: naslid search --benchmark {out}")
+        return 0
+    parser.parse_args(["data", "--help"])
+    return EXIT_BAD_INPUT
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -244,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_search(a)
         if a.command == "spaces":
             return cmd_spaces(a)
+        if a.command == "data":
+            return cmd_data(a, parser)
     except KeyboardInterrupt:
         out = getattr(a, "out", None)
         print(f"naslid {a.command}: interrupted" + (f"; continue with: naslid search --resume --out {out}"

@@ -13,7 +13,7 @@ Datasets (``DATASET_NAMES``)
                  offline that fails with a FileNotFoundError that says what to do.
 ``npz``          one ``.npz`` file (``data_dir`` is the file) with ``x_train, y_train, x_test,
                  y_test``; images uint8 NHWC (N, H, W, C) with C in {1, 3}, or (N, H, W) grayscale;
-                 labels integer (N,). The format of ``../shared/data/cifar10.npz``.
+                 labels integer (N,). The format ``naslid data cifar10`` writes.
 
 ``image_size`` for npz / cifar10 / cifar100 downsizes the stored images once at load time (they
 stay uint8 in memory): average pooling when the stored height and width are integer multiples of
