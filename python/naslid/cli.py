@@ -10,8 +10,11 @@
     naslid data nb201 --from NATS-tss-v1_0-3ffb9-simple         # -> data/nb201_cifar10_valid.csv
     naslid bench-memory --space nb201 --batch 32 --input-size 224 --json mem.json
 
-Errors in the inputs (unknown names, missing files, impossible schedules, a foreign output folder)
-print one line ``naslid search: error: ...`` and exit with status 2 before any work starts.
+``naslid`` alone prints this help (and exits 0, writing nothing); ``naslid --version`` the version.
+The options' valid values come from ``naslid.choices`` (argparse ``choices=``), so ``--help`` lists
+exactly what the config accepts. Errors in the inputs (unknown names, missing files, impossible
+schedules, a foreign output folder) print one line ``naslid search: error: ...`` and exit with
+status 2 before any work starts.
 """
 from __future__ import annotations
 
@@ -23,7 +26,9 @@ from pathlib import Path
 
 import yaml
 
-from .choices import PRESETS
+from . import __version__
+from .choices import (CRITERIA, DATASETS, EDGE_RULES, LEAF_INITS, PARTITIONS, PRESETS, SAMPLINGS,
+                      SEARCH_METHODS, SIMILARITIES, SPACES)
 
 EXIT_BAD_INPUT = 2
 
@@ -42,9 +47,41 @@ def _set_value(s: str):
     return key.strip(), yaml.safe_load(val)
 
 
+#: option -> the config field it sets (named in argparse's own errors, as the config's errors do).
+_FIELD_OF = {"--preset": "preset", "--space": "space.name", "--dataset": "data.dataset",
+             "--criterion": "split.criterion", "--partition": "split.partition",
+             "--similarity": "split.similarity", "--edge-rule": "split.edge_rule",
+             "--leaf-init": "train.leaf_init", "--sampling": "train.sampling", "--search": "search.method"}
+
+
+class UsageError(Exception):
+    """A command line argparse rejects; ``main`` prints it as one line and returns 2."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one ``<prog>: error: ...`` line (no usage block), with
+    the config field an option sets, like the config's own errors."""
+
+    def error(self, message: str):
+        for flag, field in _FIELD_OF.items():
+            if message.startswith(f"argument {flag}:"):
+                message += f" (config field {field})"
+        raise UsageError(self.prog, message)
+
+
+def _one_of(values) -> str:
+    return " | ".join(values)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="naslid", description="NAS-LID: split one-shot supernets by local "
-                                "intrinsic dimension, then search.")
+    p = _Parser(prog="naslid", description="NAS-LID: split one-shot supernets by local "
+                "intrinsic dimension, then search. Run `naslid search` for the quick preset (NB201 on "
+                "the embedded digits data, CPU).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="{search,spaces,data,bench-memory}")
 
     s = sub.add_parser("search", help="run a search (default: quick preset, NB201 on digits, CPU)",
@@ -55,29 +92,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="base settings: quick (digits, ~1 min), cpu (NB201 on CIFAR-10 at 16x16, <= 30 min "
                    "on 2 cores), paper (the released code's GPU settings); default quick")
     s.add_argument("--config", metavar="FILE", help="YAML config (any subset of the fields of naslid.config)")
-    s.add_argument("--space", help="nb201 | proxyless | ofa")
-    s.add_argument("--dataset", help="digits | cifar10 | cifar100 | npz | imagefolder")
+    s.add_argument("--space", choices=SPACES, help=f"search space: {_one_of(SPACES)}")
+    s.add_argument("--dataset", choices=DATASETS, help=f"{_one_of(DATASETS)} (npz: e.g. the file "
+                   "`naslid data cifar10` writes)")
     s.add_argument("--data-dir", help="dataset location (npz: the file)")
     s.add_argument("--image-size", type=int, help="image size: digits / imagefolder are rendered at it, "
                    "npz / cifar images are average-pooled (or resized) down to it")
     s.add_argument("--max-train", type=int, help="cap on training images (stratified subset)")
     s.add_argument("--max-valid", type=int, help="cap on validation images")
-    s.add_argument("--criterion", help="lid | grad | random | none")
-    s.add_argument("--partition", help="mincut | spectral | gmm")
-    s.add_argument("--similarity", help="cosine | euclidean | correlation")
-    s.add_argument("--edge-rule", help="paper | code | gm (default: paper for lid, gm for grad)")
+    s.add_argument("--criterion", choices=CRITERIA, help="split criterion: lid (NAS-LID), grad (GM-NAS "
+                   "gradient matching), random (seeded random split), none (no split)")
+    s.add_argument("--partition", choices=PARTITIONS, help=f"how a decision's ops are grouped: {_one_of(PARTITIONS)}")
+    s.add_argument("--similarity", choices=SIMILARITIES, help=f"how op vectors are compared: {_one_of(SIMILARITIES)}")
+    s.add_argument("--edge-rule", choices=EDGE_RULES, help=f"which decision is split: {_one_of(EDGE_RULES)} "
+                   "(default: paper for lid, gm for grad)")
     s.add_argument("--repeats", type=int, help="R: batches / random paths averaged per op vector")
     s.add_argument("--levels", type=int, help="number of split levels (keeps the preset's epochs per level)")
     s.add_argument("--warmup", type=_csv_ints, metavar="E1,E2,...",
                    help="cumulative warm-up epochs per level, e.g. 20,40,60,80 (sets the levels)")
     s.add_argument("--leaf-epochs", type=int, help="epochs of further training of each leaf")
-    s.add_argument("--leaf-init", help="inherit | reinit")
-    s.add_argument("--sampling", help="uniform | fair (architecture sampling in supernet training)")
+    s.add_argument("--leaf-init", choices=LEAF_INITS, help="leaves start from their parent's weights "
+                   "(inherit) or re-initialised (reinit)")
+    s.add_argument("--sampling", choices=SAMPLINGS, help="architecture sampling in supernet training: "
+                   "uniform (one path per batch) or fair (FairNAS strict fairness)")
     s.add_argument("--score", help="loss | acc (fitness of a cell with inherited weights)")
-    s.add_argument("--search", dest="search_method", help="evolution | random")
+    s.add_argument("--search", dest="search_method", choices=SEARCH_METHODS,
+                   help="final search over the leaves: evolution | random")
     s.add_argument("--benchmark", metavar="FILE", help="ground-truth CSV (arch + *_acc columns)")
-    s.add_argument("--seed", type=int)
-    s.add_argument("--device", help="cpu | cuda | cuda:N | auto")
+    s.add_argument("--seed", type=int, help="the run's seed (every random draw derives from it)")
+    s.add_argument("--device", help="cpu | cuda | cuda:N | auto (auto: cuda when available)")
     s.add_argument("--out", metavar="DIR", help="run folder (default runs/search-<UTC time>)")
     s.add_argument("--warm-start", metavar="RUN_DIR",
                    help="adopt the root warm-up of this run folder (same space, data, seed, optimiser)")
@@ -88,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sp = sub.add_parser("spaces", help="describe a search space (decisions, sizes, an arch's cost)")
-    sp.add_argument("name", nargs="?", default="nb201", help="nb201 | proxyless | ofa")
+    sp.add_argument("name", nargs="?", default="nb201", choices=SPACES, help=f"{_one_of(SPACES)} (default nb201)")
     sp.add_argument("--arch", help="an architecture string of the space")
     sp.add_argument("--opt", action="append", type=_set_value, default=[], metavar="KEY=VALUE",
                     help="space option, e.g. --opt C=16 --opt N=5 (repeatable)")
@@ -97,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build cifar10.npz (for --dataset npz) from the official CIFAR-10 python "
                        "archive, and the ground-truth CSV (for --benchmark) from the official NAS-Bench-201 / "
                        "NATS-Bench topology file.")
+    d.set_defaults(data_help=d.print_help)
     dsub = d.add_subparsers(dest="data_command", metavar="{cifar10,nb201}")
     dc = dsub.add_parser("cifar10", help="cifar10.npz from cifar-10-python.tar.gz (downloaded when --from is "
                          "not given)")
@@ -262,8 +306,8 @@ def cmd_data(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         out = build_nb201_csv(a.source, a.out, all_columns=a.all_columns)
         print(f"wrote {out}; use it with: naslid search --benchmark {out}")
         return 0
-    parser.parse_args(["data", "--help"])
-    return EXIT_BAD_INPUT
+    a.data_help()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,12 +318,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(bench_memory_main(argv[1:]) or 0)
     parser = build_parser()
-    if not argv:
-        argv = ["search"]
-    a = parser.parse_args(argv)
+    try:
+        a = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"{e.prog}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if a.command is None:
         parser.print_help()
-        return EXIT_BAD_INPUT
+        return 0
     try:
         if a.command == "search":
             return cmd_search(a)
