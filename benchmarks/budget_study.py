@@ -1,7 +1,7 @@
 """Budget study: from which CPU budget does a one-shot NB201 supernet rank cells on this machine?
 
 For each budget (epochs of plain one-shot training, ``--criterion none``, no leaves) it runs the real
-pipeline (``naslid.pipeline.run_search``, the ``cpu`` preset's data, network, BN and evaluation
+pipeline (``naslid.run.pipeline.run_search``, the ``cpu`` preset's data, network, BN and evaluation
 settings) in its own process, then records the wall time and Kendall τ between the supernet's
 scores (minus the loss, and accuracy) and NB201's ``cifar10_valid_acc`` over 500 stratified
 de-isomorphic cells, beside the parameter count's τ on the same cells. Finished budgets are read

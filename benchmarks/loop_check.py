@@ -1,8 +1,8 @@
 """Is the supernet training loop at fault? One fixed NB201 cell trained two ways on the same data.
 
-(a) ``naslid.training.train_epoch`` on the weight-sharing supernet restricted to one cell (a mask
+(a) ``naslid.blocks.supernet_training.train_epoch`` on the weight-sharing supernet restricted to one cell (a mask
     with a single candidate per edge, so every batch trains exactly that path), evaluated with
-    ``naslid.evaluate.arch_metrics``;
+    ``naslid.blocks.inherited_eval.arch_metrics``;
 (b) a plain torch loop (SGD, cross-entropy, the same schedule) on the stand-alone network of the same
     cell (``space.build_subnet``), evaluated with a plain loop.
 
@@ -41,9 +41,9 @@ def main(argv=None) -> int:
         print("loop_check: needs cifar10.npz (`naslid data cifar10` builds it); skipped", file=sys.stderr)
         return 0
     from naslid.data import fixed_batches, load_splits, make_loader
-    from naslid.evaluate import arch_metrics, classify
+    from naslid.blocks.inherited_eval import arch_metrics, classify
     from naslid.spaces import get_space
-    from naslid.training import OptimConfig, build_optimizer, build_scheduler, make_generator, train_epoch
+    from naslid.blocks.supernet_training import OptimConfig, build_optimizer, build_scheduler, make_generator, train_epoch
 
     data = load_splits("npz", str(DATA / "cifar10.npz"), valid_fraction=0.5, seed=a.seed, image_size=16,
                        max_valid=2000, augment=False)

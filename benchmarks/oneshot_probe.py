@@ -47,7 +47,7 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     sys.path.insert(0, str(ROOT / "python"))
-    from naslid.benchmark import load_benchmark
+    from naslid.groundtruth.table import load_benchmark
     from naslid.data import load_splits
     from naslid.spaces import get_space
 

@@ -1,4 +1,4 @@
-"""Zero-cost proxy scores (``naslid.proxies``) of NB201 cells at the ``cpu`` protocol's network.
+"""Zero-cost proxy scores (``naslid.blocks.proxies``) of NB201 cells at the ``cpu`` protocol's network.
 
 The baselines of the criteria study (``benchmarks/search_quality.py report --proxies``): for each
 seed, every proxy scores the study's cells on the stand-alone network the ``cpu`` preset searches
@@ -10,7 +10,7 @@ the first 128 images of that seed's training split (the data the seed's runs tra
 own search: its best-scored cell is what a user gets from the proxy in the time it took to score
 them (recorded), to set beside the cell a NAS-LID run found.
 
-    python benchmarks/proxy_scores.py --seeds 0 1 2 3 4 --cells sample --json docs/search_results/proxies_sample.json
+    python benchmarks/proxy_scores.py --seeds 0 1 2 3 4 --cells sample --json results/search/proxies_sample.json
 
 Resumable: the JSON is rewritten after every (proxy, seed); finished ones are kept on a rerun
 with the same settings (other settings are refused: choose another --json).
@@ -43,7 +43,7 @@ def settings(args) -> dict:
 
 
 def cells_of(bench, which: str, sample_size: int) -> list[str]:
-    from naslid.ranking import _class_of_rows, sample_stratified_archs
+    from naslid.ranking.cell_sample import _class_of_rows, sample_stratified_archs
 
     if which == "sample":
         return sample_stratified_archs(bench, sample_size, seed=0)
@@ -73,9 +73,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from naslid.benchmark import load_benchmark
-    from naslid.checkpoint import atomic_write_text
-    from naslid.proxies import PROXIES, score_archs
+    from naslid.groundtruth.table import load_benchmark
+    from naslid.run.checkpoint import atomic_write_text
+    from naslid.blocks.proxies import PROXIES, score_archs
     from naslid.spaces import get_space
 
     for opt, path in (("--data", args.data), ("--benchmark", args.benchmark)):

@@ -17,7 +17,7 @@ non-``lid`` run starts once its seed's warm-up is finished); a killed study is r
 the same command again: finished runs are kept, interrupted ones continue from their last epoch
 (``naslid search --resume``). A lock file per run (``<run>.lock``, the pid) keeps two drivers
 from running one run; a lock of a dead process is taken over. ``report`` reads the
-finished runs and writes the paired table (``naslid.study``): Kendall τ / Spearman ρ against
+finished runs and writes the paired table (``naslid.studies.criteria_study``): Kendall τ / Spearman ρ against
 NB201's ``cifar10_valid_acc`` over the 500 stratified cells every run scores, precision@top-10 %,
 the found cell's accuracy, the split step's time and extra memory, paired Δτ with bootstrap 95 %
 intervals, the parameter count, FLOPs and zero-cost proxies on the same cells, and, with a
@@ -25,7 +25,7 @@ stand-alone cache (``benchmarks/standalone_truth.py``), τ against the stand-alo
 
     python benchmarks/search_quality.py run    --work /tmp/study --seeds 0 1 2 3 4 --workers 2
     python benchmarks/search_quality.py report --work /tmp/study --seeds 0 1 2 3 4 \\
-        --json docs/search_results/criteria_study/report.json --plot docs/figures/criteria_delta_tau.png
+        --json results/search/criteria_study/report.json --plot docs/figures/criteria_delta_tau.png
         (the options that add the baselines and rewrite the docs: docs/search.md)
 
 Bad input (a missing data or benchmark file, fewer seeds than the interval needs, a run folder of
@@ -115,7 +115,7 @@ def check_existing(args) -> None:
 
 def warmup_ready(args, seed: int) -> bool:
     """The seed's warm-up (trained by its ``lid`` run) is finished: other criteria can adopt it."""
-    from naslid.warm_start import WarmStartNotReady, check_source_ready
+    from naslid.run.warm_start import WarmStartNotReady, check_source_ready
 
     lid = run_dir(args.work, "lid", seed)
     if (lid / "result.json").is_file():
@@ -225,12 +225,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from naslid import study
+    from naslid.studies import criteria_study as study
 
-    from naslid.benchmark import load_benchmark
+    from naslid.groundtruth.table import load_benchmark
     from naslid.config import SearchConfig
     from naslid.spaces import get_space
-    from naslid.standalone import load_standalone_truth
+    from naslid.studies.standalone import load_standalone_truth
 
     cfg = SearchConfig.preset_config(PRESET)
     expect = {"C": cfg.space.C, "N": cfg.space.N, "image_size": cfg.data.image_size}

@@ -2,7 +2,7 @@
 
 Trains each cell's stand-alone network (NB201 C=8, N=1, 16x16 CIFAR-10, the cpu preset's data,
 batch and optimiser, ``--epochs`` epochs) and scores it on the 2,000 held-out images the pipeline
-scores supernets on (``naslid.standalone`` has the setting, the cell choice and the cache format).
+scores supernets on (``naslid.studies.standalone`` has the setting, the cell choice and the cache format).
 The cells: ``--cells`` (>= 40) drawn stratified from the pipeline's 500-cell ranking sample, so
 every search's result.json scores them. Results go to a CSV cache (one row per cell, rewritten
 after every cell; a rerun skips finished cells) with a sidecar JSON (settings, hash, provenance).
@@ -45,7 +45,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 def check_inputs(a: argparse.Namespace) -> None:
     """Option checks before anything is loaded; ValueError naming the option."""
-    from naslid.standalone import check_cells
+    from naslid.studies.standalone import check_cells
 
     if not a.report_only:
         check_cells(a.cells, allow_few=a.allow_few)
@@ -64,11 +64,11 @@ def train_all(a: argparse.Namespace, settings: dict, echo=print) -> None:
     import torch
 
     from naslid.data import fixed_batches
-    from naslid.final_search import evaluation_data
-    from naslid.pipeline import prepare
-    from naslid.standalone import (TRUTH_COLUMN, check_cache, data_fingerprint, protocol_config, provenance,
+    from naslid.run.final_search import evaluation_data
+    from naslid.run.pipeline import prepare
+    from naslid.studies.standalone import (TRUTH_COLUMN, check_cache, data_fingerprint, protocol_config, provenance,
                                    run_cells, select_cells, train_standalone)
-    from naslid.training import optim_config
+    from naslid.blocks.supernet_training import optim_config
 
     check_cache(a.out, settings)  # a cache of another setting is refused before the data loads
     cfg = protocol_config(a.data)
@@ -113,7 +113,7 @@ def table(rep: dict) -> str:
 def main(argv=None) -> int:
     a = parse(argv)
     check_inputs(a)
-    from naslid.standalone import load_standalone_truth, protocol_config, standalone_settings, truth_report
+    from naslid.studies.standalone import load_standalone_truth, protocol_config, standalone_settings, truth_report
 
     settings = standalone_settings(protocol_config(a.data), epochs=a.epochs, seed=a.seed)
     if a.threads is not None:

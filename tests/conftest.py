@@ -135,7 +135,7 @@ def one_thread():
 def nb201_bench():
     """(NB201Space(), the real NB201 CIFAR-10 benchmark that `naslid data nb201` builds); skipped
     without it."""
-    from naslid.benchmark import load_csv_benchmark
+    from naslid.groundtruth.table import load_csv_benchmark
     from naslid.spaces.nb201 import NB201Space
 
     from helpers import SHARED_DATA

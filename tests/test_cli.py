@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from naslid import memory
-from naslid.cli import main, resolve_config
+from naslid.studies import split_memory as memory
+from naslid.cli import main
 
 MICRO_ARGS = ["--image-size", "8", "--max-train", "128", "--max-valid", "64", "--warmup", "1",
               "--leaf-epochs", "1", "--set", "space.C=4", "--set", "data.batch_size=32",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -308,7 +309,7 @@ def test_cifar_offline_download_error(tmp_path, monkeypatch):
         calls.append(url)
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(D.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(FileNotFoundError) as e:
         D.load_splits("cifar10", tmp_path / "data")
     msg = str(e.value)
@@ -329,7 +330,7 @@ def test_cifar_download_checksum_mismatch(tmp_path, monkeypatch):
         def __exit__(self, *a):
             return False
 
-    monkeypatch.setattr(D.urllib.request, "urlopen", lambda url, *a, **k: Resp(b"not a tarball"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *a, **k: Resp(b"not a tarball"))
     with pytest.raises(ValueError, match="MD5"):
         D.load_splits("cifar100", tmp_path)
     assert not list(tmp_path.glob("*.part"))

@@ -168,7 +168,7 @@ def test_nb201_csv_reproduces_the_test_input(tmp_path):
 def test_benchmark_reads_official_files_with_the_csv_column_names(tmp_path):
     """``--benchmark`` on an official file: ``cifar10_valid_acc`` (not ``cifar10_valid_valid_acc``)
     and the other datasets' columns, equal to the CSV built from the same file."""
-    from naslid.benchmark import load_benchmark
+    from naslid.groundtruth.table import load_benchmark
 
     space = _space()
     meta = [space.arch_to_string(a) for a in space.iter_archs()]

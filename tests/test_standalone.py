@@ -1,4 +1,4 @@
-"""naslid.standalone and benchmarks/standalone_truth.py: stand-alone training at a micro setting
+"""naslid.studies.standalone and benchmarks/standalone_truth.py: stand-alone training at a micro setting
 (synthetic 8x8 images, NB201 C=4), per-cell determinism, the resumable cache and its refusals, and
 the cell subset of the real NB201 ranking sample (the CSV of `naslid data nb201`)."""
 from __future__ import annotations
@@ -13,13 +13,13 @@ import torch
 
 from naslid.config import SearchConfig
 from naslid.data import DataSplits, TensorImageSet, fixed_batches
-from naslid.final_search import evaluation_data
+from naslid.run.final_search import evaluation_data
 from naslid.spaces import get_space
-from naslid.standalone import (MIN_CELLS, TRUTH_COLUMN, check_cache, check_cells,
+from naslid.studies.standalone import (MIN_CELLS, TRUTH_COLUMN, check_cache, check_cells,
                                data_fingerprint, load_standalone_truth, provenance,
                                run_cells, select_cells, settings_hash, sidecar_path,
                                standalone_settings, train_standalone, truth_report)
-from naslid.training import OptimConfig
+from naslid.blocks.supernet_training import OptimConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

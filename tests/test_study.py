@@ -1,4 +1,4 @@
-"""The criteria study: its report (naslid.study) on synthetic finished runs, and the driver's
+"""The criteria study: its report (naslid.studies.criteria_study) on synthetic finished runs, and the driver's
 refusals of bad input before any run starts (benchmarks/search_quality.py)."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from naslid import study
+from naslid.studies import criteria_study as study
 
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = [f"arch{i}" for i in range(80)]
@@ -111,7 +111,7 @@ def test_runs_of_another_sample_or_warm_up_are_caught():
 def test_standalone_and_proxy_baselines():
     runs = fake_runs()
     truth = study.sampled_cells(runs[("lid", 0)])[2]
-    from naslid.standalone import StandaloneTruth
+    from naslid.studies.standalone import StandaloneTruth
 
     rows = [{"arch": a, "standalone_acc": t + 1.0, "cifar10_valid_acc": t, "params": 10 * i}
             for i, (a, t) in enumerate(list(zip(CELLS, truth))[:40])]
@@ -283,7 +283,7 @@ def test_nb201_top_ten_percent_threshold():
     path = ROOT.parent / "shared" / "data" / "nb201_cifar10_valid.csv"
     if not path.is_file():
         pytest.skip(f"NB201 ground truth not found at {path} (`naslid data nb201` builds it)")
-    from naslid.benchmark import load_benchmark
+    from naslid.groundtruth.table import load_benchmark
     from naslid.spaces import get_space
 
     values = load_benchmark(str(path), get_space("nb201")).values("cifar10_valid_acc")
@@ -293,11 +293,11 @@ def test_nb201_top_ten_percent_threshold():
 
 
 def test_committed_criteria_study_report_recomputes_from_its_raw_results():
-    """docs/search_results/criteria_study: the trimmed runs, proxy scores and the stand-alone cache
+    """results/search/criteria_study: the trimmed runs, proxy scores and the stand-alone cache
     committed with the study give back the committed report.json, number for number."""
-    from naslid.standalone import load_standalone_truth
+    from naslid.studies.standalone import load_standalone_truth
 
-    d = ROOT / "docs" / "search_results" / "criteria_study"
+    d = ROOT / "results" / "search" / "criteria_study"
     committed = json.loads((d / "report.json").read_text())
     seeds, criteria = committed["seeds_complete"], committed["criteria"]
     runs = study.load_runs(d, seeds, criteria)

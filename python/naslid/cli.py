@@ -54,23 +54,21 @@ _FIELD_OF = {"--preset": "preset", "--space": "space.name", "--dataset": "data.d
              "--leaf-init": "train.leaf_init", "--sampling": "train.sampling", "--search": "search.method"}
 
 
-class UsageError(Exception):
-    """A command line argparse rejects; ``main`` prints it as one line and returns 2."""
-
-    def __init__(self, prog: str, message: str):
-        super().__init__(message)
-        self.prog = prog
+class UsageError(SystemExit):
+    """A command line argparse rejects (already printed); exit status 2, as argparse's own."""
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad command line is one ``<prog>: error: ...`` line (no usage block), with
-    the config field an option sets, like the config's own errors."""
+    the config field an option sets, like the config's own errors; then ``UsageError`` (a
+    ``SystemExit(2)``, which ``main`` turns into its return value)."""
 
     def error(self, message: str):
         for flag, field in _FIELD_OF.items():
             if message.startswith(f"argument {flag}:"):
                 message += f" (config field {field})"
-        raise UsageError(self.prog, message)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise UsageError(EXIT_BAD_INPUT)
 
 
 def _one_of(values) -> str:
@@ -231,7 +229,7 @@ def latest_run(root: Path = Path("runs")) -> Path | None:
 def resolve_config(a: argparse.Namespace):
     """Preset < --config < CLI flags; on --resume without --out, the newest run's folder and its
     config are used (flags still override)."""
-    from .checkpoint import default_run_dir
+    from .run.checkpoint import default_run_dir
     from .config import SearchConfig, load_config
 
     if a.resume and a.out is None:
@@ -249,8 +247,8 @@ def resolve_config(a: argparse.Namespace):
 
 
 def cmd_search(a: argparse.Namespace) -> int:
-    from . import pipeline
-    from .distributed import DistContext
+    from .run import pipeline
+    from .run.distributed import DistContext
 
     cfg = resolve_config(a)
     ctx = DistContext.from_env(cfg.device)
@@ -295,7 +293,7 @@ def cmd_spaces(a: argparse.Namespace) -> int:
 
 def cmd_data(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if a.data_command == "cifar10":
-        from .cifar_archive import build_cifar10_npz
+        from .data.build_cifar import build_cifar10_npz
 
         out = build_cifar10_npz(a.out, source=a.source, download_dir=a.download_dir)
         print(f"wrote {out}; use it with: naslid search --dataset npz --data-dir {out}")
@@ -314,14 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] == "bench-memory":
-        from .memory import bench_memory_main
+        from .studies.split_memory import bench_memory_main
 
         return int(bench_memory_main(argv[1:]) or 0)
     parser = build_parser()
     try:
         a = parser.parse_args(argv)
-    except UsageError as e:
-        print(f"{e.prog}: error: {e}", file=sys.stderr)
+    except UsageError:
         return EXIT_BAD_INPUT
     if a.command is None:
         parser.print_help()

@@ -1,0 +1,73 @@
+"""The final search over the leaves (rank 0): the evaluator and the evolutionary or random search.
+
+``build_evaluator`` gives a ``naslid.blocks.inherited_eval.SubnetEvaluator`` over the leaves' weights: an arch
+is evaluated with the leaf whose mask contains it, on the same fixed ``search.eval_images``
+validation images for every run, seed and criterion (a class-stratified subset drawn with a fixed
+seed), its BatchNorm statistics recalibrated on ``search.bn_batches`` training batches drawn with
+(seed, "calib") (``search.bn: recalibrate``) or taken from the batch (``batch``).
+``run_final_search`` searches the union of the leaves' masks with a generator seeded by
+(seed, "search") and checkpoints the outcome.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..blocks.evolutionary_search import evolutionary_search, random_search
+from ..blocks.inherited_eval import SubnetEvaluator
+from ..data import DataSplits, fixed_batches, stratified_take
+from .context import RunContext
+
+#: seed of the draw of the evaluation images: every run, seed and criterion scores the same images
+EVAL_SELECTION_SEED = 0
+
+
+def evaluation_data(data: DataSplits, eval_images: int | None) -> DataSplits:
+    """``data`` with its validation split cut to a class-stratified ``eval_images`` subset drawn
+    with ``EVAL_SELECTION_SEED`` (unchanged when None or not smaller than the split). The one
+    definition of the images a cell is scored on (the search, the ranking, ``naslid.studies.standalone``)."""
+    if eval_images is None or eval_images >= len(data.valid):
+        return data
+    taken, _ = stratified_take(data.valid.labels, eval_images,
+                               torch.Generator().manual_seed(EVAL_SELECTION_SEED))
+    return dataclasses.replace(data, valid=data.valid.subset(taken))
+
+
+def build_evaluator(run: RunContext, tree: dict, leaves: list[str]) -> SubnetEvaluator:
+    """A ``SubnetEvaluator`` over the weights of ``leaves`` (node ids of ``tree``); see the module
+    docstring."""
+    se = run.cfg.search
+    nets = [(run.node_mask(tree[nid]), run.supernet_from(run.store.node_or_parent(tree[nid])))
+            for nid in leaves]
+    valid = fixed_batches(evaluation_data(run.data, se.eval_images), "valid", se.eval_batch_size,
+                          device=run.device)
+    calib = fixed_batches(run.data, "train", se.eval_batch_size, num_batches=se.bn_batches,
+                          seed=run.seed("calib"), device=run.device) if se.bn == "recalibrate" else None
+    return SubnetEvaluator(run.space, nets, valid, bn=se.bn, calib_batches=calib, device=run.device,
+                           score=se.score)
+
+
+def run_final_search(run: RunContext, evaluator: SubnetEvaluator, leaves: list[str]) -> dict:
+    """The search over the leaves (checkpointed; a saved outcome is returned as it is):
+    {best_arch (string), best_fitness, best_metrics ({"acc": %, "loss"}), score, best_leaf,
+    summary (``EvolutionResult.to_dict``), evaluated (canonical key -> {"arch", "fitness"})}."""
+    saved = run.store.search()
+    if saved is not None:
+        return saved
+    se, space = run.cfg.search, run.space
+    gen = torch.Generator().manual_seed(run.seed("search"))
+    with run.meter.stage("search"):
+        if se.method == "evolution":
+            r = evolutionary_search(space, evaluator.masks, evaluator, generator=gen,
+                                    progress=run.progress.bars, config=se)
+        else:
+            r = random_search(space, evaluator.masks, evaluator, num_samples=se.population * se.generations,
+                              generator=gen, max_tries=se.max_tries, progress=run.progress.bars)
+        res = {"best_arch": space.arch_to_string(r.best_arch), "best_fitness": r.best_fitness,
+               "best_metrics": evaluator.metrics(r.best_arch), "score": se.score,
+               "best_leaf": leaves[evaluator.leaf_index(r.best_arch)],
+               "summary": r.to_dict(space), "evaluated": dict(r.evaluated)}
+    run.store.save_search(res)
+    run.save_meter()
+    return res

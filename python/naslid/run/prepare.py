@@ -1,0 +1,129 @@
+"""``prepare(config) -> Prepared``: every input check of a run, before anything is written.
+
+Validates the config, checks that the files it names exist and that the output folder may be used
+(``RunFolder.check``: cheap, so a refused folder costs no data load), loads the data, builds the
+space, re-validates the config against the space, checks the batch sizes against the data, reads
+the benchmark and, with ``warm_start``, the adopted root checkpoint. Every bad input is a
+ValueError (TypeError for a config that is not a ``SearchConfig``) naming the field or file.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import DATASETS_FROM_DIR, SearchConfig
+from ..data import DataSplits, load_splits
+from ..groundtruth.table import Benchmark, load_benchmark
+from ..ranking import check_sample_request
+from ..spaces import get_space
+from ..spaces.base import SearchSpace
+from .checkpoint import RunFolder, default_run_dir
+from .warm_start import load_warm_start
+
+
+@dataclass
+class Prepared:
+    """A run's validated inputs."""
+
+    cfg: SearchConfig
+    data: DataSplits
+    space: SearchSpace
+    benchmark: Benchmark | None
+    out: Path
+    config_hash: str
+    warm_state: dict | None = None   # the root checkpoint adopted from ``cfg.warm_start``
+
+
+def check_paths(cfg: SearchConfig) -> None:
+    """The files a run reads exist (``SearchConfig.validate`` does not look at the file system):
+    ``data.data_dir`` of a dataset read from it, ``benchmark.file``. ValueError naming the field."""
+    d = cfg.data
+    if d.dataset in DATASETS_FROM_DIR and not os.path.exists(d.data_dir):
+        raise ValueError(f"config.data.data_dir: {d.data_dir!r} does not exist")
+    if cfg.benchmark.file is not None and not os.path.isfile(cfg.benchmark.file):
+        raise ValueError(f"config.benchmark.file: {cfg.benchmark.file!r} is not a file")
+
+
+def _load_data(cfg: SearchConfig) -> DataSplits:
+    """The data splits of ``cfg.data``, with square images."""
+    d = cfg.data
+    try:
+        data = load_splits(d.dataset, d.data_dir, valid_fraction=d.valid_fraction, seed=cfg.seed,
+                           max_train=d.max_train, max_valid=d.max_valid, image_size=d.image_size,
+                           augment=d.augment, download=True)
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"config.data: {e}") from None
+    except OSError as e:
+        raise ValueError(f"config.data: cannot read dataset {d.dataset!r}: {e}") from None
+    _, h, w = data.image_shape
+    if h != w:
+        raise ValueError(f"config.data: images must be square, got {h}x{w}")
+    return data
+
+
+def _build_space(cfg: SearchConfig, data: DataSplits) -> SearchSpace:
+    """The space of ``cfg.space`` for the data's classes, channels and image size."""
+    c, h, _ = data.image_shape
+    input_size = cfg.space.input_size or h
+    if input_size != h:
+        raise ValueError(f"config.space.input_size: {input_size} differs from the data's image size {h}")
+    try:
+        return get_space(cfg.space.name, **cfg.space_options(data.num_classes, c, input_size))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config.space: {e}") from None
+
+
+def _check_sizes(cfg: SearchConfig, data: DataSplits) -> None:
+    """A training batch and the split's batches fit in the training split."""
+    n_train = len(data.train)
+    if n_train < cfg.data.batch_size:
+        raise ValueError(f"config.data.batch_size: {cfg.data.batch_size} exceeds the {n_train} training images")
+    sp = cfg.split
+    if cfg.levels and n_train < sp.batch_size * sp.repeats:
+        raise ValueError(f"config.split: {sp.repeats} repeats x batch {sp.batch_size} need "
+                         f"{sp.repeats * sp.batch_size} training images, the split has {n_train}")
+
+
+def _load_benchmark(cfg: SearchConfig, space: SearchSpace) -> Benchmark | None:
+    """The benchmark of ``cfg.benchmark.file`` (None without one), checked against the ranking
+    sample the config asks for."""
+    b = cfg.benchmark
+    if not b.file:
+        return None
+    try:
+        bench = load_benchmark(b.file, space)
+    except (FileNotFoundError, KeyError, TypeError) as e:
+        raise ValueError(f"config.benchmark.file: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"config.benchmark.file {b.file!r}: {e}") from None
+    try:
+        check_sample_request(bench, b.sample_size, b.sample)
+    except ValueError as e:
+        raise ValueError(f"config.{e}") from None
+    return bench
+
+
+def prepare(config: SearchConfig, device: torch.device | None = None) -> Prepared:
+    """Validate everything a run needs (see the module docstring); ``config`` is not modified
+    (``Prepared.cfg`` is a validated copy, ``out`` filled in with the default run folder)."""
+    if not isinstance(config, SearchConfig):
+        raise TypeError(f"run_search: config must be a SearchConfig, got {type(config).__name__}")
+    cfg = copy.deepcopy(config)
+    cfg.validate()
+    check_paths(cfg)
+    if cfg.out is None:
+        cfg.out = default_run_dir()
+    out = Path(cfg.out)
+    # the output folder first: cheap, and a refused folder must not cost a data load
+    RunFolder.check(out, cfg.config_hash(), cfg.resume)
+    data = _load_data(cfg)
+    space = _build_space(cfg, data)
+    cfg.validate(num_decisions=len(space.decisions))
+    _check_sizes(cfg, data)
+    bench = _load_benchmark(cfg, space)
+    warm = load_warm_start(cfg) if cfg.warm_start is not None else None
+    return Prepared(cfg, data, space, bench, out, cfg.config_hash(), warm)
