@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from naslid.studies import split_memory as memory
+from naslid.studies import peak_memory as memory
 from naslid.cli import main
 
 MICRO_ARGS = ["--image-size", "8", "--max-train", "128", "--max-valid", "64", "--warmup", "1",

@@ -12,7 +12,7 @@ from torch import nn
 
 from naslid.blocks import proxies as P
 from naslid.spaces import get_space
-from naslid.spaces.nb201_ops import NB201_EDGE_KEYS
+from naslid.spaces.cell_blocks import NB201_EDGE_KEYS
 
 torch.set_num_threads(1)
 

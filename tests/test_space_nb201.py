@@ -12,7 +12,7 @@ from torch import nn
 from helpers import SHARED_DATA, hook_macs
 from naslid.spaces import get_space
 from naslid.spaces.nb201 import NB201Network, NB201Supernet
-from naslid.spaces.nb201_ops import NB201_EDGE_KEYS, NB201_OPS
+from naslid.spaces.cell_blocks import NB201_EDGE_KEYS, NB201_OPS
 
 CSV = SHARED_DATA / "nb201_cifar10_valid.csv"
 

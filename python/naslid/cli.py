@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] == "bench-memory":
-        from .studies.split_memory import bench_memory_main
+        from .studies.peak_memory import bench_memory_main
 
         return int(bench_memory_main(argv[1:]) or 0)
     parser = build_parser()

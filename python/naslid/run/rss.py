@@ -1,7 +1,7 @@
 """This process's resident memory (Linux ``/proc/self``): current and peak RSS, and a peak reset.
 
 Low level and free of naslid imports: the pipeline records per-stage peak RSS with it and the
-memory benchmark (``naslid.studies.split_memory``) measures the split step's RSS with it.
+memory benchmark (``naslid.studies.peak_memory``) measures the split step's RSS with it.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ adds on top of the baseline:
 
 Wall time: the median of ``repeats`` unprofiled runs of the step (the profiled run is timed too).
 
-CLI: ``python -m naslid.studies.split_memory --space nb201 --batch 32 --input-size 224 --json out.json``
+CLI: ``python -m naslid.studies.peak_memory --space nb201 --batch 32 --input-size 224 --json out.json``
 (``naslid bench-memory`` once the orchestrator wires ``bench_memory_main``).
 """
 from __future__ import annotations
@@ -192,7 +192,7 @@ def _rss_child(spec: dict) -> dict:
 
 def _rss_in_subprocess(spec: dict, timeout: float | None) -> dict:
     env = dict(os.environ)
-    cmd = [sys.executable, "-m", "naslid.studies.split_memory", "--_rss-child", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "naslid.studies.peak_memory", "--_rss-child", json.dumps(spec)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
