@@ -19,7 +19,7 @@ Floors: ``sym_floor`` = half of the full Gram product's FLOPs (N² D per layer) 
 measured on a large square product; ext / sym_floor is how far ext is from the arithmetic floor.
 
     python benchmarks/ops_speed.py --json /tmp/ops_speed.json --markdown /tmp/ops_speed.md \\
-        [--readme README.md]     # --readme rewrites the table between the BEGIN/END ops-speed markers
+        [--readme docs/ops_benchmarks.md]  # rewrites the table between the BEGIN/END ops-speed markers
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The package's layout rules (issue 19): no module over 500 lines, no two modules whose names
-differ by a suffix alone, and docs/layout.md's module table generated from the current tree."""
+"""The layout rules (issue 19): no module over 500 lines, no two modules whose names
+differ by a suffix alone, docs/layout.md's module table and README's headline table generated from the
+current tree and result files."""
 from __future__ import annotations
 
 import subprocess
@@ -31,5 +32,13 @@ def test_no_names_that_differ_by_a_suffix_alone():
 
 def test_layout_table_is_current():
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "layout_table.py"), "--check"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_readme_headline_table_is_current():
+    """README's headline table is what scripts/headline_table.py makes of results/headline.json and
+    the result files it cites (so every number in it is found in its source file)."""
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "headline_table.py"), "--check"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

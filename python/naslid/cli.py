@@ -1,6 +1,6 @@
 """The ``naslid`` command line: ``search``, ``spaces``, ``data``, ``bench-memory``.
 
-    naslid search                      # quick preset: NB201 (tiny) on digits, CPU, ~2 min
+    naslid search                      # quick preset: a small NB201 on the embedded digits data, CPU
     naslid search --preset paper --data-dir ~/data --benchmark nb201.csv --device cuda
     naslid search --config my.yaml --criterion grad --out runs/gm
     naslid search --resume --out runs/gm   # continue a killed run
@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "evolutionary search, ranking against a benchmark. CLI options override --config, "
                        "which overrides --preset (default quick).")
     s.add_argument("--preset", choices=PRESETS,
-                   help="base settings: quick (digits, ~1 min), cpu (NB201 on CIFAR-10 at 16x16, <= 30 min "
-                   "on 2 cores), paper (the released code's GPU settings); default quick")
+                   help="base settings: quick (a small NB201 on the embedded digits data, CPU), cpu (NB201 on "
+                   "CIFAR-10 at 16x16 on 2 CPU cores), paper (the released code's GPU settings; not run end "
+                   "to end here); default quick")
     s.add_argument("--config", metavar="FILE", help="YAML config (any subset of the fields of naslid.config)")
     s.add_argument("--space", choices=SPACES, help=f"search space: {_one_of(SPACES)}")
     s.add_argument("--dataset", choices=DATASETS, help=f"{_one_of(DATASETS)} (npz: e.g. the file "
