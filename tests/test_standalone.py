@@ -1,4 +1,4 @@
-"""naslid.studies.standalone and benchmarks/standalone_truth.py: stand-alone training at a micro setting
+"""naslid.studies.standalone and studies/standalone_truth.py: stand-alone training at a micro setting
 (synthetic 8x8 images, NB201 C=4), per-cell determinism, the resumable cache and its refusals, and
 the cell subset of the real NB201 ranking sample (the CSV of `naslid data nb201`)."""
 from __future__ import annotations
@@ -23,7 +23,7 @@ from naslid.blocks.supernet_training import OptimConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "standalone_truth.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "standalone_truth.py"
 CONV = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
 POOL = "|avg_pool_3x3~0|+|skip_connect~0|none~1|+|none~0|avg_pool_3x3~1|skip_connect~2|"
 

@@ -1,5 +1,5 @@
 """The criteria study: its report (naslid.studies.criteria_study) on synthetic finished runs, and the driver's
-refusals of bad input before any run starts (benchmarks/search_quality.py)."""
+refusals of bad input before any run starts (studies/search_quality.py)."""
 from __future__ import annotations
 
 import json
@@ -144,7 +144,7 @@ def test_standalone_and_proxy_baselines():
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture()
 def driver(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "studies"))
     sys.modules.pop("search_quality", None)
     import search_quality
 
@@ -303,7 +303,7 @@ def test_committed_criteria_study_report_recomputes_from_its_raw_results():
     runs = study.load_runs(d, seeds, criteria)
     rep = study.paired_report(
         runs, seeds=seeds, criteria=criteria, proxies=study.load_proxies(d / "proxies_sample.json"),
-        standalone=load_standalone_truth(ROOT / "benchmarks" / "data" / "standalone_cpu.csv", None),
+        standalone=load_standalone_truth(ROOT / "results" / "standalone" / "standalone_cpu.csv", None),
         proxy_search=[study.load_proxies(d / f) for f in ("synflow_all_best.json", "naswot_all_best.json")],
         top_threshold=committed["found_top10"]["threshold"])
     assert json.loads(json.dumps(rep)) == committed

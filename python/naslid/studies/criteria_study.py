@@ -1,6 +1,6 @@
 """The paired criteria study's report: read finished search runs, tabulate, compare paired.
 
-A study is a folder of run folders ``<criterion>-s<seed>`` (``benchmarks/search_quality.py run``)
+A study is a folder of run folders ``<criterion>-s<seed>`` (``studies/search_quality.py run``)
 that share, per seed, one warm-up and one ranking sample. This module reads their ``result.json``
 files and builds the report: per criterion and seed Kendall τ (−loss and accuracy), Spearman ρ and
 precision@top-10 % against the benchmark column over the sampled cells, τ over the top 1 %, the
@@ -97,11 +97,11 @@ def run_row(result: Mapping) -> dict:
 # ------------------------------------------------------------------------------------------------
 def load_proxies(path: str | Path, option: str = "--proxies", expect: Mapping | None = None) -> dict:
     """``{"settings", "scores": {proxy: {seed: {arch: score}}}, "best", "seconds"}`` written by
-    ``benchmarks/proxy_scores.py``; ``expect``: settings (e.g. C, N, image_size) the file must have
+    ``studies/proxy_scores.py``; ``expect``: settings (e.g. C, N, image_size) the file must have
     been computed with. ValueError naming ``option`` otherwise."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"{option}: {str(p)!r} does not exist (benchmarks/proxy_scores.py writes it)")
+        raise ValueError(f"{option}: {str(p)!r} does not exist (studies/proxy_scores.py writes it)")
     d = json.loads(p.read_text())
     if not isinstance(d, dict) or "scores" not in d or "settings" not in d:
         raise ValueError(f"{option}: {str(p)!r} is not a proxy score file (no 'settings' / 'scores')")

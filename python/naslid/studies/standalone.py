@@ -339,7 +339,7 @@ def load_standalone_truth(path: str | os.PathLike, expect_settings: Mapping | No
     still carry its hash). FileNotFoundError when the CSV is absent."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"stand-alone cache {str(path)!r} not found (benchmarks/standalone_truth.py "
+        raise FileNotFoundError(f"stand-alone cache {str(path)!r} not found (studies/standalone_truth.py "
                                 f"writes it)")
     if not sidecar_path(path).is_file():
         raise ValueError(f"stand-alone cache {str(path)!r}: its sidecar {str(sidecar_path(path))!r} is missing")

@@ -24,7 +24,7 @@ from ..run.checkpoint import atomic_write_text
 
 FORMAT = "naslid-standalone/1"
 PRESET = "cpu"
-#: the benchmarks/standalone_truth.py option that sets a settings field
+#: the studies/standalone_truth.py option that sets a settings field
 OPTION_OF = {"epochs": "--epochs", "seed": "--seed"}
 TRUTH_COLUMN = "cifar10_valid_acc"
 COLUMNS = ("arch", "nb201_index", TRUTH_COLUMN, "params", "standalone_acc", "standalone_loss",

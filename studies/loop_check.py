@@ -10,7 +10,7 @@ Same images (the ``cpu`` preset's: CIFAR-10 cifar10-valid half, 16x16), same epo
 learning rate, same seed for the initial weights. If the loop is right, both reach the same held-out
 accuracy within seed noise; the report gives both, with images per second.
 
-    python benchmarks/loop_check.py --epochs 3 --json /tmp/loop_check.json
+    python studies/loop_check.py --epochs 3 --json /tmp/loop_check.json
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ scores (minus the loss, and accuracy) and NB201's ``cifar10_valid_acc`` over 500
 de-isomorphic cells, beside the parameter count's τ on the same cells. Finished budgets are read
 back from their run folders (a killed study resumes where it stopped).
 
-    python benchmarks/budget_study.py --work /tmp/budget --epochs 5 10 20 40 60 \\
+    python studies/budget_study.py --work /tmp/budget --epochs 5 10 20 40 60 \\
         --json /tmp/budget/summary.json --plot docs/figures/budget_study.png
 
 Needs the CIFAR-10 npz and NB201 ground truth (`naslid data cifar10`, `naslid data nb201`); skips with a message without it.

@@ -1,6 +1,6 @@
 """Zero-cost proxy scores (``naslid.blocks.proxies``) of NB201 cells at the ``cpu`` protocol's network.
 
-The baselines of the criteria study (``benchmarks/search_quality.py report --proxies``): for each
+The baselines of the criteria study (``studies/search_quality.py report --proxies``): for each
 seed, every proxy scores the study's cells on the stand-alone network the ``cpu`` preset searches
 (NB201 C=8, N=1, 16x16 inputs, 10 classes), freshly initialised with that seed; NASWOT's batch is
 the first 128 images of that seed's training split (the data the seed's runs train on).
@@ -10,7 +10,7 @@ the first 128 images of that seed's training split (the data the seed's runs tra
 own search: its best-scored cell is what a user gets from the proxy in the time it took to score
 them (recorded), to set beside the cell a NAS-LID run found.
 
-    python benchmarks/proxy_scores.py --seeds 0 1 2 3 4 --cells sample --json results/search/proxies_sample.json
+    python studies/proxy_scores.py --seeds 0 1 2 3 4 --cells sample --json results/search/proxies_sample.json
 
 Resumable: the JSON is rewritten after every (proxy, seed); finished ones are kept on a rerun
 with the same settings (other settings are refused: choose another --json).

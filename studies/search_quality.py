@@ -21,10 +21,10 @@ finished runs and writes the paired table (``naslid.studies.criteria_study``): K
 NB201's ``cifar10_valid_acc`` over the 500 stratified cells every run scores, precision@top-10 %,
 the found cell's accuracy, the split step's time and extra memory, paired Δτ with bootstrap 95 %
 intervals, the parameter count, FLOPs and zero-cost proxies on the same cells, and, with a
-stand-alone cache (``benchmarks/standalone_truth.py``), τ against the stand-alone proxy ground truth.
+stand-alone cache (``studies/standalone_truth.py``), τ against the stand-alone proxy ground truth.
 
-    python benchmarks/search_quality.py run    --work /tmp/study --seeds 0 1 2 3 4 --workers 2
-    python benchmarks/search_quality.py report --work /tmp/study --seeds 0 1 2 3 4 \\
+    python studies/search_quality.py run    --work /tmp/study --seeds 0 1 2 3 4 --workers 2
+    python studies/search_quality.py report --work /tmp/study --seeds 0 1 2 3 4 \\
         --json results/search/criteria_study/report.json --plot docs/figures/criteria_delta_tau.png
         (the options that add the baselines and rewrite the docs: docs/search.md)
 
@@ -286,10 +286,10 @@ def parse(argv=None):
     r = sub.choices["report"]
     r.add_argument("--partial", action="store_true",
                    help="report the seeds finished so far (intervals marked as not resolving)")
-    r.add_argument("--proxies", type=Path, help="zero-cost proxy scores (benchmarks/proxy_scores.py --json)")
+    r.add_argument("--proxies", type=Path, help="zero-cost proxy scores (studies/proxy_scores.py --json)")
     r.add_argument("--proxy-search", type=Path, nargs="+",
-                   help="proxy scores of every cell (benchmarks/proxy_scores.py --cells all --json)")
-    r.add_argument("--standalone", type=Path, help="stand-alone ground truth CSV (benchmarks/standalone_truth.py)")
+                   help="proxy scores of every cell (studies/proxy_scores.py --cells all --json)")
+    r.add_argument("--standalone", type=Path, help="stand-alone ground truth CSV (studies/standalone_truth.py)")
     r.add_argument("--json", help="write the report as JSON")
     r.add_argument("--markdown", help="write the table as markdown")
     r.add_argument("--plot", help="write the paired Δτ plot (PNG)")

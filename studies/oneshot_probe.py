@@ -5,7 +5,7 @@ NB201's ``cifar10_valid_acc`` (by accuracy and by -loss) next to the parameter c
 A study tool for choosing the CPU protocol (resolution, width, epochs, sampling, BN handling); the
 product's own path is ``naslid search``. Writes one JSON line per run to ``--json``.
 
-    python benchmarks/oneshot_probe.py --epochs 20 --size 16 --C 8 --N 1 --json /tmp/probe.jsonl
+    python studies/oneshot_probe.py --epochs 20 --size 16 --C 8 --N 1 --json /tmp/probe.jsonl
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ after every cell; a rerun skips finished cells) with a sidecar JSON (settings, h
 Then it prints Kendall τ (bootstrap 95 % interval) and Spearman ρ of the stand-alone accuracy,
 minus its loss, and the parameter count against NB201's ``cifar10_valid_acc`` over the cached cells.
 
-    python benchmarks/standalone_truth.py --threads 1 --json benchmarks/data/standalone_cpu_report.json
-    python benchmarks/standalone_truth.py --report-only          # the statistics of the cache only
+    python studies/standalone_truth.py --threads 1 --json results/standalone/standalone_cpu_report.json
+    python studies/standalone_truth.py --report-only          # the statistics of the cache only
 
 Needs cifar10.npz and nb201_cifar10_valid.csv (`naslid data cifar10`, `naslid data nb201`), or --data / --benchmark.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-DEFAULT_OUT = ROOT / "benchmarks" / "data" / "standalone_cpu.csv"
+DEFAULT_OUT = ROOT / "results" / "standalone" / "standalone_cpu.csv"
 
 
 def parse(argv=None) -> argparse.Namespace:
