@@ -24,13 +24,21 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
 from . import __version__
 from .choices import (CRITERIA, DATASETS, EDGE_RULES, LEAF_INITS, PARTITIONS, PRESETS, SAMPLINGS,
                       SEARCH_METHODS, SIMILARITIES, SPACES)
 
 EXIT_BAD_INPUT = 2
+#: import name -> distribution of the search's dependencies (the ``search`` extra of setup.py)
+SEARCH_MODULES = {"yaml": "pyyaml", "scipy": "scipy", "sklearn": "scikit-learn", "tqdm": "tqdm",
+                  "matplotlib": "matplotlib", "tensorboard": "tensorboard"}
+
+
+def missing_search_packages() -> list[str]:
+    """The search's dependencies that are not installed (an ops-only install has none of them)."""
+    import importlib.util
+
+    return [dist for mod, dist in SEARCH_MODULES.items() if importlib.util.find_spec(mod) is None]
 
 
 def _csv_ints(s: str) -> list[int]:
@@ -43,6 +51,8 @@ def _csv_ints(s: str) -> list[int]:
 def _set_value(s: str):
     if "=" not in s:
         raise argparse.ArgumentTypeError(f"--set expects section.field=value, got {s!r}")
+    import yaml
+
     key, val = s.split("=", 1)
     return key.strip(), yaml.safe_load(val)
 
@@ -312,6 +322,13 @@ def cmd_data(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] in ("search", "spaces", "bench-memory") and "-h" not in argv and "--help" not in argv:
+        missing = missing_search_packages()
+        if missing:
+            print(f"naslid {argv[0]}: error: needs the search's packages, missing: {', '.join(missing)}; "
+                  "install them with: pip install 'naslid[search]' (from a checkout: pip install "
+                  "--no-build-isolation '.[search]', or bash scripts/setup.sh)", file=sys.stderr)
+            return EXIT_BAD_INPUT
     if argv and argv[0] == "bench-memory":
         from .studies.peak_memory import bench_memory_main
 
