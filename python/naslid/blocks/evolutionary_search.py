@@ -34,8 +34,8 @@ from typing import Callable, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..spaces.base import SearchSpace
 from .evolution_settings import EvolutionConfig
+from ..spaces.base import SearchSpace
 
 Fitness = Callable[[Mapping[str, str]], float]
 

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..choices import EVAL_BN_MODES, SCORES
 from ..spaces.base import SearchSpace, Supernet
 
+from ..choices import EVAL_BN_MODES, SCORES
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 

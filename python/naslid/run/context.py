@@ -16,11 +16,11 @@ import torch
 
 from ..config import SearchConfig
 from ..data import DataSplits
-from ..spaces.base import SearchSpace, Supernet
 from .distributed import DistContext
 from .progress import Progress
-from .stage_meter import StageMeter
 from .store import RunStore
+from ..spaces.base import SearchSpace, Supernet
+from .stage_meter import StageMeter
 
 
 def derive_seed(seed: int, *parts: Any) -> int:

@@ -14,10 +14,11 @@ import dataclasses
 
 import torch
 
-from ..blocks.evolutionary_search import evolutionary_search, random_search
-from ..blocks.inherited_eval import SubnetEvaluator
 from ..data import DataSplits, fixed_batches, stratified_take
+from ..blocks.inherited_eval import SubnetEvaluator
+from ..blocks.evolutionary_search import evolutionary_search, random_search
 from .context import RunContext
+
 
 #: seed of the draw of the evaluation images: every run, seed and criterion scores the same images
 EVAL_SELECTION_SEED = 0

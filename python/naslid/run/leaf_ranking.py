@@ -8,8 +8,8 @@ and for the report's predicted-against-true plots.
 """
 from __future__ import annotations
 
-from ..blocks.inherited_eval import SubnetEvaluator
 from ..groundtruth.table import Benchmark
+from ..blocks.inherited_eval import SubnetEvaluator
 from ..ranking import best_arch_benchmark, ranking_report
 from .context import RunContext
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from ..data import make_loader
-from ..split import split_step
 from .context import RunContext
+from ..split import split_step
 
 
 class NodeSplitter:

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..blocks.supernet_training import build_optimizer, build_scheduler, optim_config, train_epoch
 from ..data import BatchLoader, make_loader
-from .context import RunContext
 from .distributed import GradAllReduce, ShardedForward
+from .context import RunContext
 from .tree import LEAF_STAGE, stage_after, warmup_stage
+from ..blocks.supernet_training import build_optimizer, build_scheduler, optim_config, train_epoch
 
 
 @dataclass

@@ -42,20 +42,20 @@ from typing import Callable
 
 import torch
 
-from ..config import SearchConfig
 from .checkpoint import RunFolder, atomic_write_text
-from .context import RunContext, derive_seed
+from ..config import SearchConfig
 from .distributed import DistContext
 from .final_search import build_evaluator, run_final_search
-from .leaf_ranking import plot_points, rank_against_benchmark, ranking_for_result
-from .node_split import NodeSplitter
 from .node_training import NodeTrainer
 from .prepare import Prepared, prepare
 from .progress import Progress
+from .leaf_ranking import plot_points, rank_against_benchmark, ranking_for_result
 from .result import SearchResult, search_result, write_result
 from .rss import rss_bytes
-from .stage_meter import StageMeter
+from .context import RunContext, derive_seed
 from .store import RunStore
+from .node_split import NodeSplitter
+from .stage_meter import StageMeter
 from .tree import ROOT, TreeScheduler, complete_records
 
 __all__ = ["run_search", "SearchResult", "prepare", "derive_seed"]

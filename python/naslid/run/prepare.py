@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
+from ..groundtruth.table import Benchmark, load_benchmark
+from .checkpoint import RunFolder, default_run_dir
 from ..config import DATASETS_FROM_DIR, SearchConfig
 from ..data import DataSplits, load_splits
-from ..groundtruth.table import Benchmark, load_benchmark
 from ..ranking import check_sample_request
 from ..spaces import get_space
 from ..spaces.base import SearchSpace
-from .checkpoint import RunFolder, default_run_dir
 from .warm_start import load_warm_start
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from ..config import SearchConfig
 from .checkpoint import MANIFEST, RunFolder, load_checkpoint
+from ..config import SearchConfig
 from .store import node_checkpoint
 from .tree import ROOT, warmup_stage
 
