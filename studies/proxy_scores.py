@@ -1,4 +1,4 @@
-"""Zero-cost proxy scores (``naslid.blocks.proxies``) of NB201 cells at the ``cpu`` protocol's network.
+"""Zero-cost proxy scores (``naslid.scores.proxies``) of NB201 cells at the ``cpu`` protocol's network.
 
 The baselines of the criteria study (``studies/search_quality.py report --proxies``): for each
 seed, every proxy scores the study's cells on the stand-alone network the ``cpu`` preset searches
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
 
     from naslid.groundtruth.table import load_benchmark
     from naslid.run.checkpoint import atomic_write_text
-    from naslid.blocks.proxies import PROXIES, score_archs
+    from naslid.scores.proxies import PROXIES, score_archs
     from naslid.spaces import get_space
 
     for opt, path in (("--data", args.data), ("--benchmark", args.benchmark)):

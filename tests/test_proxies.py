@@ -1,4 +1,4 @@
-"""Zero-cost proxies (naslid.blocks.proxies): synflow and NASWOT against hand-checked and float64 oracles,
+"""Zero-cost proxies (naslid.scores.proxies): synflow and NASWOT against hand-checked and float64 oracles,
 on NB201 subnets, and the bad-input errors. A few seconds on one thread."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from naslid.blocks import proxies as P
+from naslid.scores import proxies as P
 from naslid.spaces import get_space
 from naslid.spaces.cell_blocks import NB201_EDGE_KEYS
 

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blocks.inherited_eval import classify
-from ..blocks.proxies import fresh_subnet
+from ..scores.proxies import fresh_subnet
 from ..blocks.supernet_training import build_optimizer, build_scheduler
 from ..config import SearchConfig
 from ..data import make_loader
