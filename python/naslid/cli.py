@@ -303,18 +303,24 @@ def cmd_spaces(a: argparse.Namespace) -> int:
 
 
 def cmd_data(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if a.data_command == "cifar10":
-        from .data.build_cifar import build_cifar10_npz
+    """``naslid data cifar10 | nb201``. A missing, foreign or damaged file the user named (or a
+    failed download) is one line ``naslid data: error: ...`` and exit status 2."""
+    try:
+        if a.data_command == "cifar10":
+            from .data.build_cifar import build_cifar10_npz
 
-        out = build_cifar10_npz(a.out, source=a.source, download_dir=a.download_dir)
-        print(f"wrote {out}; use it with: naslid search --dataset npz --data-dir {out}")
-        return 0
-    if a.data_command == "nb201":
-        from .groundtruth.build_table import build_nb201_csv
+            out = build_cifar10_npz(a.out, source=a.source, download_dir=a.download_dir)
+            print(f"wrote {out}; use it with: naslid search --dataset npz --data-dir {out}")
+            return 0
+        if a.data_command == "nb201":
+            from .groundtruth.build_table import build_nb201_csv
 
-        out = build_nb201_csv(a.source, a.out, all_columns=a.all_columns)
-        print(f"wrote {out}; use it with: naslid search --benchmark {out}")
-        return 0
+            out = build_nb201_csv(a.source, a.out, all_columns=a.all_columns)
+            print(f"wrote {out}; use it with: naslid search --benchmark {out}")
+            return 0
+    except (ValueError, FileNotFoundError) as e:  # the readers' errors name the file and the problem
+        print(f"naslid data: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     a.data_help()
     return 0
 
