@@ -39,6 +39,9 @@ def _macro_token(text):
     import re
 
     return "v" + re.sub(r"[^0-9A-Za-z.]", "_", text)
+#: what `naslid search` needs beyond the ops (scipy: rank statistics; scikit-learn: spectral
+#: clustering, GMM, the digits data; tqdm: progress; pyyaml: configs; matplotlib, tensorboard: reports)
+SEARCH_REQUIRES = ["scipy", "scikit-learn", "tqdm", "pyyaml", "matplotlib", "tensorboard"]
 
 
 def _cuda_mode():
@@ -192,19 +195,14 @@ setup(
     ext_modules=_extensions(),
     cmdclass=_cmdclass(),
     python_requires=">=3.10",
-    install_requires=[
-        "torch>=2.6",
-        "numpy",
-        "scipy",
-        "scikit-learn",
-        "tqdm",
-        "pyyaml",
-        "matplotlib",
-        "tensorboard",
-    ],
+    # The LID ops (naslid_ext) need torch and numpy only; the search driver's dependencies are the
+    # `search` extra (pip install -e .[search]); requirements.txt / scripts/setup.sh install all.
+    install_requires=["torch>=2.6", "numpy"],
     extras_require={
+        "search": SEARCH_REQUIRES,
         "faiss": ["faiss-gpu"],
-        "test": ["pytest", "pytest-benchmark", "pytest-timeout", "scikit-dimension", "faiss-gpu"],
+        "test": SEARCH_REQUIRES + ["pytest", "pytest-benchmark", "pytest-timeout", "scikit-dimension",
+                                   "faiss-gpu"],
     },
     entry_points={"console_scripts": ["naslid=naslid.cli:main"]},
     zip_safe=False,

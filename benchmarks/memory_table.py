@@ -1,4 +1,4 @@
-"""Memory table of the split step, LID vs GM: one `naslid.memory` run per setting (own process,
+"""Memory table of the split step, LID vs GM: one `naslid.studies.peak_memory` run per setting (own process,
 own time limit), results as JSON lines plus a markdown table.
 
     python benchmarks/memory_table.py --out /tmp/memtable [--settings nb201:32:32 proxyless:224:32 ...]
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     for s in a.settings:
         space, size, batch = s.split(":")
         js = os.path.join(a.out, f"{space}_{size}_{batch}.json")
-        cmd = [sys.executable, "-m", "naslid.memory", "--space", space, "--input-size", size, "--batch", batch,
+        cmd = [sys.executable, "-m", "naslid.studies.peak_memory", "--space", space, "--input-size", size, "--batch", batch,
                "--repeats", str(a.repeats), "--json", js] + (["--no-rss"] if a.no_rss else [])
         t0 = time.time()
         try:

@@ -30,7 +30,7 @@ round), so that all see the same machine state; the table gives per-round ratios
 min–max over the rounds).
 
     python benchmarks/ops_speed.py --json /tmp/ops_speed.json --markdown /tmp/ops_speed.md \\
-        [--readme README.md]     # --readme rewrites the table between the BEGIN/END ops-speed markers
+        [--readme docs/ops_benchmarks.md]  # rewrites the table between the BEGIN/END ops-speed markers
 """
 from __future__ import annotations
 

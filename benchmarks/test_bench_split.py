@@ -2,7 +2,7 @@
 
     pytest benchmarks/test_bench_split.py --benchmark-enable --benchmark-group-by=param:setting
 
-Both criteria run through ``naslid.memory``'s setup (the code path of ``split_step``), so the two
+Both criteria run through ``naslid.studies.peak_memory``'s setup (the code path of ``split_step``), so the two
 timings of a setting are directly comparable; a correctness pass (vector lengths, a valid split)
 runs first.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from naslid.memory import _Setup
+from naslid.studies.peak_memory import _Setup
 
 SETTINGS = {
     # name: (space, input, batch, width, space options)

@@ -133,14 +133,15 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def nb201_bench():
-    """(NB201Space(), the real NB201 CIFAR-10 benchmark of ../shared/data); skipped without it."""
-    from naslid.benchmark import load_csv_benchmark
+    """(NB201Space(), the real NB201 CIFAR-10 benchmark that `naslid data nb201` builds); skipped
+    without it."""
+    from naslid.groundtruth.table import load_csv_benchmark
     from naslid.spaces.nb201 import NB201Space
 
     from helpers import SHARED_DATA
 
     path = SHARED_DATA / "nb201_cifar10_valid.csv"
     if not path.is_file():
-        pytest.skip(f"shared data absent ({path}): real-benchmark tests skipped")
+        pytest.skip(f"{path.name} absent (`naslid data nb201` builds it): real-benchmark tests skipped")
     space = NB201Space()
     return space, load_csv_benchmark(path, space)

@@ -10,7 +10,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-# ../shared/data beside the repository (benchmark CSV, CIFAR-10 npz, reference architectures)
+# the real data folder beside the repository (the CIFAR-10 npz and NB201 CSV that `naslid data`
+# builds, the authors' reference architectures); tests that need it skip without it
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REFERENCE_ARCHS = SHARED_DATA / "reference_archs"
 

@@ -412,7 +412,7 @@ def test_package_imports_and_works_without_the_extension():
 # SearchConfig). Each bad value: one line naming the argument, exit status 2, before any work
 # (no run folder). More CLI cases (names, files, schedules) are in tests/test_cli.py.
 # ============================================================================================
-from naslid.errors import InputError  # noqa: E402
+from naslid.errors import InputError
 
 CLI_BAD = [
     (["--set", "split.k=1"], ["config.split.k", "k = 1", "naslid"]),
@@ -459,7 +459,7 @@ def test_cli_bad_value_one_line_exit_2_no_run_folder(capsys, tmp_path, args, nee
 
 def test_cli_resume_with_another_thread_count_is_refused(capsys, tmp_path):
     """The thread count is part of a run's identity (MKL / oneDNN sums depend on it)."""
-    from naslid.checkpoint import RunFolder
+    from naslid.run.checkpoint import RunFolder
     from naslid.cli import build_parser, resolve_config
 
     out = tmp_path / "run"
@@ -481,7 +481,7 @@ BENCH_BAD = [
 
 @pytest.mark.parametrize("args,needles", BENCH_BAD, ids=[" ".join(a)[:30] for a, _ in BENCH_BAD])
 def test_bench_memory_bad_value_one_line_exit_2(capsys, args, needles):
-    from naslid.memory import bench_memory_main
+    from naslid.studies.peak_memory import bench_memory_main
 
     rc = bench_memory_main(args)
     err = capsys.readouterr().err
@@ -514,8 +514,8 @@ def test_python_api_bad_value_is_an_input_error(tmp_path, overrides, needle):
 
 
 def test_checkpoint_errors_are_input_errors():
-    from naslid.checkpoint import CheckpointError
-    from naslid.warm_start import WarmStartNotReady
+    from naslid.run.checkpoint import CheckpointError
+    from naslid.run.warm_start import WarmStartNotReady
 
     assert issubclass(CheckpointError, InputError) and issubclass(WarmStartNotReady, InputError)
 
@@ -527,7 +527,7 @@ BUG = "Expected more than 1 value per channel when training, got input size torc
 def test_cli_keeps_the_traceback_of_a_bug(capsys, tmp_path, monkeypatch):
     """A ValueError raised inside the run (here BatchNorm's, an hour in) is not the user's fault:
     it propagates (exit status 1 with its traceback when run as a program), never exit 2."""
-    from naslid import pipeline
+    from naslid.run import pipeline
 
     def boom(*a, **k):
         raise ValueError(BUG)
@@ -538,7 +538,7 @@ def test_cli_keeps_the_traceback_of_a_bug(capsys, tmp_path, monkeypatch):
 
 
 def test_bench_memory_keeps_the_traceback_of_a_bug(monkeypatch):
-    from naslid import memory
+    from naslid.studies import peak_memory as memory
 
     def boom(*a, **k):
         raise ValueError(BUG)

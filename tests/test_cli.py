@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from naslid import memory
-from naslid.cli import main, resolve_config
+from naslid.studies import peak_memory as memory
+from naslid.cli import main
 
 MICRO_ARGS = ["--image-size", "8", "--max-train", "128", "--max-valid", "64", "--warmup", "1",
               "--leaf-epochs", "1", "--set", "space.C=4", "--set", "data.batch_size=32",
@@ -111,15 +111,12 @@ def test_image_size_the_dataset_cannot_honour(capsys, tmp_path):
 
 
 def test_benchmark_that_is_not_a_csv(capsys, tmp_path, monkeypatch):
-    """A non-CSV benchmark without a NATS-Bench reader installed: one line naming the file, not an
-    ImportError traceback."""
-    from naslid import benchmark
-
-    monkeypatch.setattr(benchmark, "nats_api_available", lambda: False)
+    """A benchmark that is neither a CSV nor an official NATS-Bench / NB201 file: one line naming
+    the file and the command that builds the CSV, not a traceback."""
     readme = tmp_path / "README.md"
     readme.write_text("# not a benchmark\n")
     rc, out, err = run_main(capsys, "--benchmark", str(readme), "--out", str(tmp_path / "o"))
-    assert_one_line_error(rc, out, err, "README.md", "not a .csv file", "nats_bench")
+    assert_one_line_error(rc, out, err, "README.md", "not a .csv file", "naslid data nb201")
     assert not (tmp_path / "o").exists()
 
 
@@ -176,16 +173,42 @@ def test_bench_memory_dispatch(monkeypatch):
     assert seen["argv"] == ["--space", "nb201", "--batch", "2"]
 
 
-def test_no_subcommand_runs_the_quick_search(monkeypatch):
-    """`naslid` alone is `naslid search` with no options (the quick preset)."""
+def test_bare_naslid_prints_help_and_writes_nothing(capsys, tmp_path, monkeypatch):
+    """`naslid` alone prints the help and exits 0; no search starts and no runs/ appears."""
     import naslid.cli
 
+    monkeypatch.chdir(tmp_path)
     seen = []
     monkeypatch.setattr(naslid.cli, "cmd_search", lambda a: seen.append(a) or 0)
     assert main([]) == 0
-    assert len(seen) == 1 and seen[0].command == "search"
-    assert seen[0].preset is None and seen[0].config is None and seen[0].sets == []
-    assert resolve_config(seen[0]).preset == "quick"
+    out = capsys.readouterr().out
+    assert "usage: naslid" in out and "search" in out and "data" in out
+    assert seen == [] and list(tmp_path.iterdir()) == []
+
+
+def test_version(capsys):
+    import naslid
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"naslid {naslid.__version__}"
+
+
+def test_choices_come_from_choices_py(capsys):
+    """--help lists exactly the values of naslid.choices; every search option has a help text."""
+    from naslid import choices
+    from naslid.cli import build_parser
+
+    search = build_parser()._subparsers._group_actions[0].choices["search"]
+    by_flag = {a.option_strings[0]: a for a in search._actions if a.option_strings}
+    for flag, values in (("--space", choices.SPACES), ("--dataset", choices.DATASETS),
+                         ("--criterion", choices.CRITERIA), ("--partition", choices.PARTITIONS),
+                         ("--similarity", choices.SIMILARITIES), ("--edge-rule", choices.EDGE_RULES),
+                         ("--leaf-init", choices.LEAF_INITS), ("--sampling", choices.SAMPLINGS),
+                         ("--search", choices.SEARCH_METHODS), ("--preset", choices.PRESETS)):
+        assert tuple(by_flag[flag].choices) == tuple(values), flag
+    assert [f for f, a in by_flag.items() if not a.help] == []
 
 
 def test_search_help(capsys):

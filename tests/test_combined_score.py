@@ -1,4 +1,4 @@
-"""The combined search score (naslid.score_spec, naslid.combined_score, naslid.combined_evaluator):
+"""The combined search score (naslid.scores.spec, naslid.scores.combination, naslid.blocks.combined_eval):
 signal parsing, quantiles against a reference sample by hand, AZ-NAS's aggregation against the
 reference, unratable cells, the evaluator on a stub supernet, and the config / prepare errors that
 come before any work. A few seconds."""
@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from naslid.combined_evaluator import CombinedEvaluator
-from naslid.combined_score import Combination, count_classes, draw_reference, quantile
+from naslid.blocks.combined_eval import CombinedEvaluator
+from naslid.scores.combination import Combination, count_classes, draw_reference, quantile
 from naslid.config import SearchConfig
-from naslid.score_spec import is_pure_supernet, parse_signals
+from naslid.scores.spec import is_pure_supernet, parse_signals
 from naslid.spaces import get_space
 
 import numpy as np
@@ -143,7 +143,7 @@ def test_reference_size_is_part_of_a_combined_run_only():
 
 
 def test_prepare_refuses_a_reference_larger_than_the_space(tmp_path):
-    from naslid.prepare import prepare
+    from naslid.run.prepare import prepare
 
     cfg = SearchConfig.preset_config("quick")
     cfg.out = str(tmp_path / "run")

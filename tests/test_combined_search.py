@@ -12,8 +12,8 @@ import torch
 
 from helpers import micro_config
 from naslid.config import SearchConfig
-from naslid.free_scores import score_cells
-from naslid.pipeline import run_search
+from naslid.scores.by_name import score_cells
+from naslid.run.pipeline import run_search
 from naslid.spaces import get_space
 from test_pipeline import write_benchmark
 

@@ -188,7 +188,7 @@ def test_sections_are_the_algorithm_configs():
     are declared there once; the tables above cover every field (a new field must be added)."""
     import dataclasses
 
-    from naslid.evolution import EvolutionConfig
+    from naslid.blocks.evolutionary_search import EvolutionConfig
     from naslid.split import SplitConfig
 
     c = SearchConfig()
@@ -225,7 +225,7 @@ def test_split_and_search_sections_reach_the_algorithms(tmp_path):
     import json
 
     from helpers import micro_config
-    from naslid.pipeline import run_search
+    from naslid.run.pipeline import run_search
 
     cfg = micro_config(tmp_path / "o", {"split": {"average": "similarity", "repeats": 2},
                                         "train": {"warmup_epochs": [1], "leaf_epochs": 0},
@@ -279,7 +279,7 @@ def test_each_rule_is_checked_once(monkeypatch):
     import collections
 
     import naslid.config
-    import naslid.evolution_config
+    import naslid.blocks.evolution_settings
     import naslid.split.config
     from naslid import validation
 
@@ -293,7 +293,7 @@ def test_each_rule_is_checked_once(monkeypatch):
             return fn(where, *a, **k)
         return wrapped
 
-    for mod in (naslid.config, naslid.split.config, naslid.evolution_config):
+    for mod in (naslid.config, naslid.split.config, naslid.blocks.evolution_settings):
         for name in ("choice", "integer", "number", "boolean"):
             if hasattr(mod, name):
                 monkeypatch.setattr(mod, name, counting(getattr(validation, name)))
@@ -303,11 +303,11 @@ def test_each_rule_is_checked_once(monkeypatch):
     assert not twice
     for section, name, _ in _every_field():
         if name not in ("edge_rule", "eval_images", "score"):  # None by default: nothing to check;
-            assert seen[f"config.{section}.{name}"] == 1, name  # score: naslid.score_spec's grammar
+            assert seen[f"config.{section}.{name}"] == 1, name  # score: naslid.scores.spec's grammar
 
 
 def test_standalone_configs_name_their_class():
-    from naslid.evolution import EvolutionConfig
+    from naslid.blocks.evolutionary_search import EvolutionConfig
     from naslid.split import SplitConfig
 
     with pytest.raises(ValueError, match=r"^SplitConfig\.k: must be >= 1"):
@@ -321,7 +321,7 @@ def test_standalone_configs_name_their_class():
     ({"benchmark": {"file": "/nonexistent.csv"}}, "benchmark.file", "is not a file"),
 ])
 def test_missing_files_are_found_when_the_run_is_prepared(override, field, msg, tmp_path):
-    from naslid.pipeline import prepare
+    from naslid.run.pipeline import prepare
 
     c = SearchConfig.from_dict({**override, "out": str(tmp_path / "o")}, base=SearchConfig.preset_config("quick"))
     c.validate(num_decisions=6)  # no file system: fine
@@ -369,7 +369,7 @@ def test_dataclass_defaults_are_the_quick_preset(tmp_path):
     assert SearchConfig.from_yaml(f).to_dict() == quick
     assert load_config().to_dict() == quick
     # the algorithm configs keep their own (documented) defaults when used on their own
-    from naslid.evolution import EvolutionConfig
+    from naslid.blocks.evolutionary_search import EvolutionConfig
     from naslid.split import SplitConfig
 
     assert SplitConfig().balanced is False and SplitConfig().repeats == 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -308,7 +309,7 @@ def test_cifar_offline_download_error(tmp_path, monkeypatch):
         calls.append(url)
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(D.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(FileNotFoundError) as e:
         D.load_splits("cifar10", tmp_path / "data")
     msg = str(e.value)
@@ -329,7 +330,7 @@ def test_cifar_download_checksum_mismatch(tmp_path, monkeypatch):
         def __exit__(self, *a):
             return False
 
-    monkeypatch.setattr(D.urllib.request, "urlopen", lambda url, *a, **k: Resp(b"not a tarball"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, *a, **k: Resp(b"not a tarball"))
     with pytest.raises(ValueError, match="MD5"):
         D.load_splits("cifar100", tmp_path)
     assert not list(tmp_path.glob("*.part"))
@@ -448,13 +449,13 @@ def test_fixed_batches_deterministic():
 
 
 # ------------------------------------------------------------------------------------------------
-# the real CIFAR-10 npz (../shared/data)
+# the real CIFAR-10 npz (`naslid data cifar10` builds it)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.data
 def test_shared_cifar10_npz_nb201_protocol():
     path = SHARED_DATA / "cifar10.npz"
     if not path.is_file():
-        pytest.skip(f"shared data absent ({path}): real-data test skipped")
+        pytest.skip(f"{path.name} absent (`naslid data cifar10` builds it): real-data test skipped")
     s = D.load_splits("npz", path, seed=0)
     assert (len(s.train), len(s.valid), len(s.test)) == (25000, 25000, 10000)
     assert torch.bincount(s.train.labels).tolist() == [2500] * 10

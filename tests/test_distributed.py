@@ -13,8 +13,8 @@ import torch
 
 from helpers import micro_config
 from naslid.config import SearchConfig
-from naslid.distributed import DistContext, ShardedForward
-from naslid.pipeline import run_search
+from naslid.run.distributed import DistContext, ShardedForward
+from naslid.run.pipeline import run_search
 from naslid.spaces import get_space
 
 # bn_shards 2: the global batch of 32 is two BatchNorm shards of 16, in one process or on two ranks

@@ -1,4 +1,4 @@
-"""Evolutionary and random search over the union of leaf masks (naslid.evolution)."""
+"""Evolutionary and random search over the union of leaf masks (naslid.blocks.evolutionary_search)."""
 from __future__ import annotations
 
 import itertools
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fake_space import FakeSpace
-from naslid.evolution import EvolutionConfig, MaskUnion, evolutionary_search, random_search
+from naslid.blocks.evolutionary_search import EvolutionConfig, MaskUnion, evolutionary_search, random_search
 from naslid.spaces.nb201 import NB201Space
 
 OPS = ("a", "b", "c", "d", "e")

@@ -1,6 +1,6 @@
 """Training-free scores beyond synflow / NASWOT: AZ-NAS's terms and aggregation, ZiCo, jacov and the
 LID profile, each against hand-checked values or float64 naive loops; the registry
-(naslid.free_scores) on NB201 cells, unratable cells and bad input. A few seconds on one thread."""
+(naslid.scores.by_name) on NB201 cells, unratable cells and bad input. A few seconds on one thread."""
 from __future__ import annotations
 
 import math
@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from naslid.free_scores import check_free_scores, score_cells
-from naslid.proxies_aznas import (aznas_terms, ascending_ranks, feature_entropy, jacobian_sigma,
+from naslid.scores.by_name import check_free_scores, score_cells
+from naslid.scores.aznas import (aznas_terms, ascending_ranks, feature_entropy, jacobian_sigma,
                                   rank_aggregate)
-from naslid.proxies_grad import jacov, jacov_from_jacobian, zico, zico_from_grads
-from naslid.proxies_lid import lid_profile, profile_score
+from naslid.scores.zico_jacov import jacov, jacov_from_jacobian, zico, zico_from_grads
+from naslid.scores.lid_profile import lid_profile, profile_score
 from naslid.spaces import get_space
 
 torch.set_num_threads(1)

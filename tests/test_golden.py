@@ -51,8 +51,8 @@ import numpy as np
 import pytest
 
 from helpers import micro_config
-from naslid.checkpoint import RunFolder
-from naslid.pipeline import run_search
+from naslid.run.checkpoint import RunFolder
+from naslid.run.pipeline import run_search
 from naslid.spaces import get_space
 from naslid.split.partition import labels_to_groups, partition_scores, set_partitions
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from naslid.spaces import get_space
-from naslid.spaces import mobile_blocks, nb201_ops
+from naslid.spaces import mobile_blocks
+from naslid.spaces import cell_blocks as nb201_ops
 from naslid.spaces.base import add_into
 
 

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from helpers import MICRO, micro_config
-from naslid.checkpoint import RunFolder
+from naslid.run.checkpoint import RunFolder
 from naslid.errors import InputError
 
 
@@ -45,7 +45,7 @@ def test_search_leaves_threads_and_matplotlib_backend_alone(tmp_path):
 def test_threads_restored_when_the_run_fails(tmp_path, monkeypatch):
     import torch
 
-    from naslid import pipeline
+    from naslid.run import pipeline
 
     def boom(*a, **k):
         raise RuntimeError("stage failed")
@@ -63,7 +63,7 @@ def test_warm_start_from_a_run_with_another_thread_count_is_refused(tmp_path):
     cfg = micro_config(src, {"threads": 1})
     RunFolder.open(src, cfg.config_hash(), resume=False, threads=1)
     (src / "config.yaml").write_text(cfg.to_yaml())
-    from naslid.warm_start import load_warm_start
+    from naslid.run.warm_start import load_warm_start
 
     other = micro_config(tmp_path / "dst", {"threads": 2, "warm_start": str(src)})
     with pytest.raises(InputError, match=r"warmed up with 1 intra-op CPU threads, this run uses 2.*--set threads=1"):

@@ -1,4 +1,4 @@
-"""The memory measurement of naslid.memory: exactness on known allocations, repeatability, errors."""
+"""The memory measurement of naslid.studies.peak_memory: exactness on known allocations, repeatability, errors."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,10 @@ import re
 import pytest
 import torch
 
-from naslid.memory import bench_memory, bench_memory_main, measure_peak
-from naslid.rss import reset_peak_rss, rss_bytes
+from naslid.studies.peak_memory import bench_memory
+from naslid.studies.peak_memory import bench_memory_main
+from naslid.studies.peak_memory import measure_peak
+from naslid.run.rss import reset_peak_rss, rss_bytes
 
 MB = 1_000_000
 

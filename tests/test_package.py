@@ -12,12 +12,12 @@ import naslid
 
 
 def test_search_is_a_function_that_submodule_imports_do_not_shadow():
-    import naslid.evolution  # noqa: F401  (binding a submodule must not replace naslid.search)
-    import naslid.pipeline
+    import naslid.blocks.evolutionary_search  # noqa: F401  (binding a submodule must not replace naslid.search)
+    import naslid.run.pipeline
 
     assert inspect.isfunction(naslid.search)
-    assert naslid.SearchResult is naslid.pipeline.SearchResult
-    assert not hasattr(naslid.evolution, "SearchResult")  # one SearchResult: the run's
+    assert naslid.SearchResult is naslid.run.pipeline.SearchResult
+    assert not hasattr(naslid.blocks.evolutionary_search, "SearchResult")  # one SearchResult: the run's
 
 
 def test_search_rejects_a_bad_config_type():
@@ -27,7 +27,7 @@ def test_search_rejects_a_bad_config_type():
 
 def test_import_naslid_is_cheap():
     code = ("import sys, naslid; naslid.search; "
-            "print(sorted(m for m in ('torch', 'naslid.pipeline', 'naslid.evolution') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'naslid.run.pipeline', 'naslid.blocks.evolutionary_search') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
@@ -37,9 +37,9 @@ def test_the_config_and_cli_do_not_import_torch():
     """``naslid.config`` holds ``SplitConfig`` and ``EvolutionConfig`` themselves; they live in
     light modules, so reading and validating a config stays cheap."""
     code = ("import sys; from naslid.config import SearchConfig; import naslid.cli; "
-            "from naslid.split import SplitConfig; from naslid.evolution_config import EvolutionConfig; "
+            "from naslid.split import SplitConfig; from naslid.blocks.evolution_settings import EvolutionConfig; "
             "SearchConfig.preset_config('paper').validate(num_decisions=6); "
-            "print(sorted(m for m in ('torch', 'numpy', 'naslid.evolution', 'naslid.split.step') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'numpy', 'naslid.blocks.evolutionary_search', 'naslid.split.step') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"

@@ -13,7 +13,7 @@ from scipy import stats
 import naslid
 from helpers import MICRO, micro_config
 from naslid.config import SearchConfig
-from naslid.pipeline import derive_seed, run_search
+from naslid.run.pipeline import derive_seed, run_search
 from naslid.spaces import get_space
 
 

@@ -1,4 +1,4 @@
-"""Zero-cost proxies (naslid.proxies): synflow and NASWOT against hand-checked and float64 oracles,
+"""Zero-cost proxies (naslid.scores.proxies): synflow and NASWOT against hand-checked and float64 oracles,
 on NB201 subnets, and the bad-input errors. A few seconds on one thread."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from naslid import proxies as P
+from naslid.scores import proxies as P
 from naslid.spaces import get_space
-from naslid.spaces.nb201_ops import NB201_EDGE_KEYS
+from naslid.spaces.cell_blocks import NB201_EDGE_KEYS
 
 
 
@@ -450,10 +450,10 @@ def test_bad_input(nb201, images):
 
 
 def test_exact_det_against_rational_elimination():
-    """naslid.exact_det on small random integer matrices (a third made singular): the exact
+    """naslid.scores.exact_det on small random integer matrices (a third made singular): the exact
     determinant equals rational Gaussian elimination's, the modular proof never claims a singular
     matrix non-singular, and log|det| matches the oracle (-inf exactly when singular)."""
-    from naslid import exact_det as E
+    from naslid.scores import exact_det as E
 
     rng = np.random.default_rng(5)
     for trial in range(60):

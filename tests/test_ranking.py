@@ -1,4 +1,4 @@
-"""Benchmark reading (naslid.benchmark) and ranking quality (naslid.ranking)."""
+"""Benchmark reading (naslid.groundtruth.table) and ranking quality (naslid.ranking)."""
 from __future__ import annotations
 
 import itertools
@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from fake_space import FakeSpace
-from naslid.benchmark import Benchmark, load_benchmark, load_csv_benchmark
+from naslid.groundtruth.table import Benchmark, load_benchmark, load_csv_benchmark
 from helpers import SHARED_DATA
 from naslid.ranking import (best_arch_benchmark, bootstrap_indices, bootstrap_kendall_ci,
                             bootstrap_kendall_taus, check_sample_request, count_ties, precision_at,
@@ -426,7 +426,7 @@ def CountingBench(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# the real NB201 benchmark (../shared/data; the nb201_bench fixture is in conftest.py)
+# the real NB201 benchmark (`naslid data nb201`; the nb201_bench fixture is in conftest.py)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.data
 def test_nb201_csv_top1_and_sample(nb201_bench):

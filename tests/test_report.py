@@ -1,4 +1,4 @@
-"""The run report (naslid.report): scatter panels per predictor, TensorBoard scalars, result.json."""
+"""The run report (naslid.run.report): scatter panels per predictor, TensorBoard scalars, result.json."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from naslid import report as R
+from naslid.run import report as R
 
 
 def _metrics(tau, lo=None, hi=None):

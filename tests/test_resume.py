@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from naslid.checkpoint import (CheckpointError, RunFolder, atomic_write_bytes, atomic_write_json,
+from naslid.run.checkpoint import (CheckpointError, RunFolder, atomic_write_bytes, atomic_write_json,
                                load_checkpoint)
 from helpers import micro_config
 from naslid.config import SearchConfig
-from naslid.pipeline import run_search
+from naslid.run.pipeline import run_search
 
 # the micro run with more batches per epoch than test_pipeline's, so that the kill lands mid-stage
 RESUME = {"data": {"max_train": 256, "batch_size": 16}, "train": {"warmup_epochs": [2, 3]},

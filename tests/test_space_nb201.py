@@ -12,7 +12,7 @@ from torch import nn
 from helpers import SHARED_DATA, hook_macs
 from naslid.spaces import get_space
 from naslid.spaces.nb201 import NB201Network, NB201Supernet
-from naslid.spaces.nb201_ops import NB201_EDGE_KEYS, NB201_OPS
+from naslid.spaces.cell_blocks import NB201_EDGE_KEYS, NB201_OPS
 
 CSV = SHARED_DATA / "nb201_cifar10_valid.csv"
 
@@ -45,7 +45,7 @@ def space():
 @pytest.fixture(scope="module")
 def rows():
     if not CSV.exists():
-        pytest.skip(f"NB201 ground truth not found at {CSV} (../shared/data is absent)")
+        pytest.skip(f"NB201 ground truth not found at {CSV} (`naslid data nb201` builds it)")
     with CSV.open(newline="") as f:
         out = list(csv.DictReader(f))
     assert len(out) == 15625

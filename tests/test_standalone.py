@@ -1,6 +1,6 @@
-"""naslid.standalone and benchmarks/standalone_truth.py: stand-alone training at a micro setting
+"""naslid.studies.standalone and studies/standalone_truth.py: stand-alone training at a micro setting
 (synthetic 8x8 images, NB201 C=4), per-cell determinism, the resumable cache and its refusals, and
-the cell subset of the real NB201 ranking sample (../shared/data)."""
+the cell subset of the real NB201 ranking sample (the CSV of `naslid data nb201`)."""
 from __future__ import annotations
 
 import csv
@@ -13,17 +13,17 @@ import torch
 
 from naslid.config import SearchConfig
 from naslid.data import DataSplits, TensorImageSet, fixed_batches
-from naslid.final_search import evaluation_data
+from naslid.run.final_search import evaluation_data
 from naslid.spaces import get_space
-from naslid.standalone import (MIN_CELLS, TRUTH_COLUMN, check_cache, check_cells,
+from naslid.studies.standalone import (MIN_CELLS, TRUTH_COLUMN, check_cache, check_cells,
                                data_fingerprint, load_standalone_truth, provenance,
                                run_cells, select_cells, settings_hash, sidecar_path,
                                standalone_settings, train_standalone, truth_report)
-from naslid.training import OptimConfig
+from naslid.blocks.supernet_training import OptimConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "standalone_truth.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "standalone_truth.py"
 CONV = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
 POOL = "|avg_pool_3x3~0|+|skip_connect~0|none~1|+|none~0|avg_pool_3x3~1|skip_connect~2|"
 
@@ -223,7 +223,7 @@ def test_too_few_cells_and_missing_files_are_refused(tmp_path):
     check_cells(MIN_CELLS)
     with pytest.raises(ValueError, match="--cells 501"):
         check_cells(501)
-    with pytest.raises(ValueError, match=r"--data .*nope\.npz.* not found.*shared/data/README\.md"):
+    with pytest.raises(ValueError, match=r"--data .*nope\.npz.* not found.*naslid data cifar10"):
         st.main(["--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "x.csv")])
     with pytest.raises(ValueError, match=r"--benchmark .*nope\.csv.* not found"):
         st.main(["--benchmark", str(tmp_path / "nope.csv"), "--data", str(SCRIPT),

@@ -1,5 +1,5 @@
-"""The criteria study: its report (naslid.study) on synthetic finished runs, and the driver's
-refusals of bad input before any run starts (benchmarks/search_quality.py)."""
+"""The criteria study: its report (naslid.studies.criteria_study) on synthetic finished runs, and the driver's
+refusals of bad input before any run starts (studies/search_quality.py)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from naslid import study
+from naslid.studies import criteria_study as study
 
 ROOT = Path(__file__).resolve().parents[1]
 CELLS = [f"arch{i}" for i in range(80)]
@@ -111,7 +111,7 @@ def test_runs_of_another_sample_or_warm_up_are_caught():
 def test_standalone_and_proxy_baselines():
     runs = fake_runs()
     truth = study.sampled_cells(runs[("lid", 0)])[2]
-    from naslid.standalone import StandaloneTruth
+    from naslid.studies.standalone import StandaloneTruth
 
     rows = [{"arch": a, "standalone_acc": t + 1.0, "cifar10_valid_acc": t, "params": 10 * i}
             for i, (a, t) in enumerate(list(zip(CELLS, truth))[:40])]
@@ -144,7 +144,7 @@ def test_standalone_and_proxy_baselines():
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture()
 def driver(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "studies"))
     sys.modules.pop("search_quality", None)
     import search_quality
 
@@ -282,8 +282,8 @@ def test_nb201_top_ten_percent_threshold():
     """NB201's cifar10_valid_acc: 15,625 cells, the best 10 % at 89.65 % or more (the issue's figure)."""
     path = ROOT.parent / "shared" / "data" / "nb201_cifar10_valid.csv"
     if not path.is_file():
-        pytest.skip(f"NB201 ground truth not found at {path} (see ../shared/data/README)")
-    from naslid.benchmark import load_benchmark
+        pytest.skip(f"NB201 ground truth not found at {path} (`naslid data nb201` builds it)")
+    from naslid.groundtruth.table import load_benchmark
     from naslid.spaces import get_space
 
     values = load_benchmark(str(path), get_space("nb201")).values("cifar10_valid_acc")
@@ -293,17 +293,17 @@ def test_nb201_top_ten_percent_threshold():
 
 
 def test_committed_criteria_study_report_recomputes_from_its_raw_results():
-    """docs/search_results/criteria_study: the trimmed runs, proxy scores and the stand-alone cache
+    """results/search/criteria_study: the trimmed runs, proxy scores and the stand-alone cache
     committed with the study give back the committed report.json, number for number."""
-    from naslid.standalone import load_standalone_truth
+    from naslid.studies.standalone import load_standalone_truth
 
-    d = ROOT / "docs" / "search_results" / "criteria_study"
+    d = ROOT / "results" / "search" / "criteria_study"
     committed = json.loads((d / "report.json").read_text())
     seeds, criteria = committed["seeds_complete"], committed["criteria"]
     runs = study.load_runs(d, seeds, criteria)
     rep = study.paired_report(
         runs, seeds=seeds, criteria=criteria, proxies=study.load_proxies(d / "proxies_sample.json"),
-        standalone=load_standalone_truth(ROOT / "benchmarks" / "data" / "standalone_cpu.csv", None),
+        standalone=load_standalone_truth(ROOT / "results" / "standalone" / "standalone_cpu.csv", None),
         proxy_search=[study.load_proxies(d / f) for f in ("synflow_all_best.json", "naswot_all_best.json")],
         top_threshold=committed["found_top10"]["threshold"])
     assert json.loads(json.dumps(rep)) == committed

@@ -1,4 +1,4 @@
-"""Single-path supernet training (naslid.training) and inherited-weight evaluation (naslid.evaluate)."""
+"""Single-path supernet training (naslid.blocks.supernet_training) and inherited-weight evaluation (naslid.blocks.inherited_eval)."""
 from __future__ import annotations
 
 import copy
@@ -13,8 +13,8 @@ from fake_space import FakeSpace, mask_with
 from naslid import data as D
 from naslid.spaces import get_space
 from naslid.spaces.nb201 import NB201Space
-from naslid.evaluate import SubnetEvaluator, evaluate_arch, recalibrate_bn
-from naslid.training import (OptimConfig, build_optimizer, build_scheduler, make_generator,
+from naslid.blocks.inherited_eval import SubnetEvaluator, evaluate_arch, recalibrate_bn
+from naslid.blocks.supernet_training import (OptimConfig, build_optimizer, build_scheduler, make_generator,
                              reinit_parameters, train_epoch)
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from helpers import micro_config
-from naslid.checkpoint import RunFolder
-from naslid.pipeline import run_search
-from naslid.warm_start import warmup_identity
+from naslid.run.checkpoint import RunFolder
+from naslid.run.pipeline import run_search
+from naslid.run.warm_start import warmup_identity
 
 NO_REPORT = {"plots": False, "tensorboard": False, "train": {"warmup_epochs": [2]}}
 
@@ -115,7 +115,7 @@ def test_unusable_sources_are_refused(source, none_fresh, tmp_path):
 
 
 def test_source_readiness(source, tmp_path):
-    from naslid.warm_start import WarmStartNotReady, check_source_ready
+    from naslid.run.warm_start import WarmStartNotReady, check_source_ready
 
     check_source_ready(source / "lid")                   # a finished lid run
     with pytest.raises(WarmStartNotReady, match="holds no naslid run"):

@@ -9,13 +9,13 @@ Python API::
     print(result.best_arch, result.out_dir)
 
 ``import naslid`` is cheap: the pipeline (and torch) are imported on first use. The evolutionary
-and random search over the leaves' masks live in ``naslid.evolution``.
+and random search over the leaves' masks live in ``naslid.blocks.evolutionary_search``.
 """
 from ._version import __version__  # noqa: F401
 
 
 def search(config=None, **overrides):
-    """Run a search and return its ``SearchResult`` (see ``naslid.pipeline``).
+    """Run a search and return its ``SearchResult`` (see ``naslid.run.pipeline``).
 
     ``config``: a ``SearchConfig``, a nested dict of fields, a YAML file path, or None (the quick
     preset); ``overrides``: top-level fields or sections, e.g. ``out="runs/x"``,
@@ -24,7 +24,7 @@ def search(config=None, **overrides):
     import os
 
     from .config import SearchConfig, load_config
-    from .pipeline import run_search
+    from .run.pipeline import run_search
 
     if config is None:
         cfg = load_config()
@@ -48,7 +48,7 @@ def __getattr__(name):  # lazy: importing naslid stays cheap
 
         return getattr(config, name)
     if name == "SearchResult":
-        from .pipeline import SearchResult
+        from .run.pipeline import SearchResult
 
         return SearchResult
     raise AttributeError(f"module 'naslid' has no attribute {name!r}")

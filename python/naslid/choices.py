@@ -57,7 +57,7 @@ EVAL_BN_MODES = ("recalibrate", "batch")
 #: ``benchmark.sample``: how the ranking's cells are drawn (one per isomorphism class either way).
 SAMPLE_METHODS = ("stratified", "uniform")
 
-#: training-free scores of a fresh stand-alone network (``naslid.free_scores``), higher = better.
+#: training-free scores of a fresh stand-alone network (``naslid.scores.by_name``), higher = better.
 FREE_SCORES = ("params", "flops", "synflow", "naswot", "aznas", "zico", "jacov", "lid")
 
 #: the spaces a training-free score can rate (a score not listed rates every space): NASWOT needs

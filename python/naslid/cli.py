@@ -1,17 +1,21 @@
-"""The ``naslid`` command line: ``search``, ``spaces``, ``bench-memory``.
+"""The ``naslid`` command line: ``search``, ``spaces``, ``data``, ``bench-memory``.
 
-    naslid search                      # quick preset: NB201 (tiny) on digits, CPU, ~2 min
+    naslid search                      # quick preset: a small NB201 on the embedded digits data, CPU
     naslid search --preset paper --data-dir ~/data --benchmark nb201.csv --device cuda
     naslid search --config my.yaml --criterion grad --out runs/gm
     naslid search --resume --out runs/gm   # continue a killed run
     torchrun --nproc-per-node 2 -m naslid.cli search ...   # or the `naslid` script under torchrun
     naslid spaces nb201 --arch '|nor_conv_3x3~0|+|...|'
+    naslid data cifar10 [--from cifar-10-python.tar.gz]        # -> data/cifar10.npz
+    naslid data nb201 --from NATS-tss-v1_0-3ffb9-simple         # -> data/nb201_cifar10_valid.csv
     naslid bench-memory --space nb201 --batch 32 --input-size 224 --json mem.json
 
-Errors in the inputs (unknown names, missing files, impossible schedules, a foreign output folder)
-raise ``naslid.errors.InputError``: printed as one line ``naslid search: error: ...``, exit status 2,
-before any work starts. Every other exception is a bug or a failure of the machine: it keeps its
-traceback and the exit status is 1.
+``naslid`` alone prints this help (and exits 0, writing nothing); ``naslid --version`` the version.
+The options' valid values come from ``naslid.choices`` (argparse ``choices=``), so ``--help`` lists
+exactly what the config accepts. Errors in the inputs (unknown names, missing files, impossible
+schedules, a foreign output folder) raise ``naslid.errors.InputError``: printed as one line
+``naslid search: error: ...``, exit status 2, before any work starts. Every other exception is a bug
+or a failure of the machine: it keeps its traceback and the exit status is 1.
 """
 from __future__ import annotations
 
@@ -21,12 +25,22 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
-from .choices import PRESETS
 from .errors import InputError
+from . import __version__
+from .choices import (CRITERIA, DATASETS, EDGE_RULES, LEAF_INITS, PARTITIONS, PRESETS, SAMPLINGS,
+                      SEARCH_METHODS, SIMILARITIES, SPACES)
 
 EXIT_BAD_INPUT = 2
+#: import name -> distribution of the search's dependencies (the ``search`` extra of setup.py)
+SEARCH_MODULES = {"yaml": "pyyaml", "scipy": "scipy", "sklearn": "scikit-learn", "tqdm": "tqdm",
+                  "matplotlib": "matplotlib", "tensorboard": "tensorboard"}
+
+
+def missing_search_packages() -> list[str]:
+    """The search's dependencies that are not installed (an ops-only install has none of them)."""
+    import importlib.util
+
+    return [dist for mod, dist in SEARCH_MODULES.items() if importlib.util.find_spec(mod) is None]
 
 
 def _csv_ints(s: str) -> list[int]:
@@ -39,48 +53,87 @@ def _csv_ints(s: str) -> list[int]:
 def _set_value(s: str):
     if "=" not in s:
         raise argparse.ArgumentTypeError(f"--set expects section.field=value, got {s!r}")
+    import yaml
+
     key, val = s.split("=", 1)
     return key.strip(), yaml.safe_load(val)
 
 
+#: option -> the config field it sets (named in argparse's own errors, as the config's errors do).
+_FIELD_OF = {"--preset": "preset", "--space": "space.name", "--dataset": "data.dataset",
+             "--criterion": "split.criterion", "--partition": "split.partition",
+             "--similarity": "split.similarity", "--edge-rule": "split.edge_rule",
+             "--leaf-init": "train.leaf_init", "--sampling": "train.sampling", "--search": "search.method"}
+
+
+class UsageError(SystemExit):
+    """A command line argparse rejects (already printed); exit status 2, as argparse's own."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one ``<prog>: error: ...`` line (no usage block), with
+    the config field an option sets, like the config's own errors; then ``UsageError`` (a
+    ``SystemExit(2)``, which ``main`` turns into its return value)."""
+
+    def error(self, message: str):
+        for flag, field in _FIELD_OF.items():
+            if message.startswith(f"argument {flag}:"):
+                message += f" (config field {field})"
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise UsageError(EXIT_BAD_INPUT)
+
+
+def _one_of(values) -> str:
+    return " | ".join(values)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="naslid", description="NAS-LID: split one-shot supernets by local "
-                                "intrinsic dimension, then search.")
-    sub = p.add_subparsers(dest="command", metavar="{search,spaces,bench-memory}")
+    p = _Parser(prog="naslid", description="NAS-LID: split one-shot supernets by local "
+                "intrinsic dimension, then search. Run `naslid search` for the quick preset (NB201 on "
+                "the embedded digits data, CPU).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="{search,spaces,data,bench-memory}")
 
     s = sub.add_parser("search", help="run a search (default: quick preset, NB201 on digits, CPU)",
                        description="Warm-up, split (LID / GM / random / none), sub-supernet training, "
                        "evolutionary search, ranking against a benchmark. CLI options override --config, "
                        "which overrides --preset (default quick).")
     s.add_argument("--preset", choices=PRESETS,
-                   help="base settings: quick (digits, ~1 min), cpu (NB201 on CIFAR-10 at 16x16, <= 30 min "
-                   "on 2 cores), paper (the released code's GPU settings); default quick")
+                   help="base settings: quick (a small NB201 on the embedded digits data, CPU), cpu (NB201 on "
+                   "CIFAR-10 at 16x16 on 2 CPU cores), paper (the released code's GPU settings; not run end "
+                   "to end here); default quick")
     s.add_argument("--config", metavar="FILE", help="YAML config (any subset of the fields of naslid.config)")
-    s.add_argument("--space", help="nb201 | proxyless | ofa")
-    s.add_argument("--dataset", help="digits | cifar10 | cifar100 | npz | imagefolder")
+    s.add_argument("--space", choices=SPACES, help=f"search space: {_one_of(SPACES)}")
+    s.add_argument("--dataset", choices=DATASETS, help=f"{_one_of(DATASETS)} (npz: e.g. the file "
+                   "`naslid data cifar10` writes)")
     s.add_argument("--data-dir", help="dataset location (npz: the file)")
     s.add_argument("--image-size", type=int, help="image size: digits / imagefolder are rendered at it, "
                    "npz / cifar images are average-pooled (or resized) down to it")
     s.add_argument("--max-train", type=int, help="cap on training images (stratified subset)")
     s.add_argument("--max-valid", type=int, help="cap on validation images")
-    s.add_argument("--criterion", help="lid | grad | random | none")
-    s.add_argument("--partition", help="mincut | spectral | gmm")
-    s.add_argument("--similarity", help="cosine | euclidean | correlation")
-    s.add_argument("--edge-rule", help="paper | code | gm (default: paper for lid, gm for grad)")
+    s.add_argument("--criterion", choices=CRITERIA, help="split criterion: lid (NAS-LID), grad (GM-NAS "
+                   "gradient matching), random (seeded random split), none (no split)")
+    s.add_argument("--partition", choices=PARTITIONS, help=f"how a decision's ops are grouped: {_one_of(PARTITIONS)}")
+    s.add_argument("--similarity", choices=SIMILARITIES, help=f"how op vectors are compared: {_one_of(SIMILARITIES)}")
+    s.add_argument("--edge-rule", choices=EDGE_RULES, help=f"which decision is split: {_one_of(EDGE_RULES)} "
+                   "(default: paper for lid, gm for grad)")
     s.add_argument("--repeats", type=int, help="R: batches / random paths averaged per op vector")
     s.add_argument("--levels", type=int, help="number of split levels (keeps the preset's epochs per level)")
     s.add_argument("--warmup", type=_csv_ints, metavar="E1,E2,...",
                    help="cumulative warm-up epochs per level, e.g. 20,40,60,80 (sets the levels)")
     s.add_argument("--leaf-epochs", type=int, help="epochs of further training of each leaf")
-    s.add_argument("--leaf-init", help="inherit | reinit")
-    s.add_argument("--sampling", help="uniform | fair (architecture sampling in supernet training)")
+    s.add_argument("--leaf-init", choices=LEAF_INITS, help="leaves start from their parent's weights "
+                   "(inherit) or re-initialised (reinit)")
+    s.add_argument("--sampling", choices=SAMPLINGS, help="architecture sampling in supernet training: "
+                   "uniform (one path per batch) or fair (FairNAS strict fairness)")
     s.add_argument("--score", help="loss | acc (the pure-supernet protocol: fitness of a cell with inherited "
                    "weights) or a '+'-joined combination of loss/acc and training-free scores "
                    "(params, flops, synflow, naswot, aznas, zico, jacov, lid), e.g. loss+naswot+synflow")
-    s.add_argument("--search", dest="search_method", help="evolution | random")
+    s.add_argument("--search", dest="search_method", choices=SEARCH_METHODS,
+                   help="final search over the leaves: evolution | random")
     s.add_argument("--benchmark", metavar="FILE", help="ground-truth CSV (arch + *_acc columns)")
-    s.add_argument("--seed", type=int)
-    s.add_argument("--device", help="cpu | cuda | cuda:N | auto")
+    s.add_argument("--seed", type=int, help="the run's seed (every random draw derives from it)")
+    s.add_argument("--device", help="cpu | cuda | cuda:N | auto (auto: cuda when available)")
     s.add_argument("--out", metavar="DIR", help="run folder (default runs/search-<UTC time>)")
     s.add_argument("--warm-start", metavar="RUN_DIR",
                    help="adopt the root warm-up of this run folder (same space, data, seed, optimiser)")
@@ -91,10 +144,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sp = sub.add_parser("spaces", help="describe a search space (decisions, sizes, an arch's cost)")
-    sp.add_argument("name", nargs="?", default="nb201", help="nb201 | proxyless | ofa")
+    sp.add_argument("name", nargs="?", default="nb201", choices=SPACES, help=f"{_one_of(SPACES)} (default nb201)")
     sp.add_argument("--arch", help="an architecture string of the space")
     sp.add_argument("--opt", action="append", type=_set_value, default=[], metavar="KEY=VALUE",
                     help="space option, e.g. --opt C=16 --opt N=5 (repeatable)")
+
+    d = sub.add_parser("data", help="build the data files of a CIFAR-10 search from the official downloads",
+                       description="Build cifar10.npz (for --dataset npz) from the official CIFAR-10 python "
+                       "archive, and the ground-truth CSV (for --benchmark) from the official NAS-Bench-201 / "
+                       "NATS-Bench topology file.")
+    d.set_defaults(data_help=d.print_help)
+    dsub = d.add_subparsers(dest="data_command", metavar="{cifar10,nb201}")
+    dc = dsub.add_parser("cifar10", help="cifar10.npz from cifar-10-python.tar.gz (downloaded when --from is "
+                         "not given)")
+    dc.add_argument("--from", dest="source", metavar="FILE",
+                    help="the official cifar-10-python.tar.gz already on this machine (default: download it "
+                    "from www.cs.toronto.edu into --download-dir)")
+    dc.add_argument("--out", default="data/cifar10.npz", metavar="FILE", help="the npz to write (default %(default)s)")
+    dc.add_argument("--download-dir", metavar="DIR", help="where the archive is downloaded to (default: the "
+                    "folder of --out)")
+    dn = dsub.add_parser("nb201", help="the ground-truth CSV from an official NAS-Bench-201 / NATS-Bench file")
+    dn.add_argument("--from", dest="source", required=True, metavar="PATH",
+                    help="the NATS-tss-v1_0-3ffb9-simple folder, NATS-tss-v1_0-3ffb9.pickle.pbz2 or "
+                    "NAS-Bench-201-v1_1-096897.pth (or v1_0)")
+    dn.add_argument("--out", default="data/nb201_cifar10_valid.csv", metavar="FILE",
+                    help="the CSV to write (default %(default)s)")
+    dn.add_argument("--all-columns", action="store_true", help="also the CIFAR-10 test, CIFAR-100 and "
+                    "ImageNet16-120 accuracies (default: cifar10_valid_acc, the column a search may use)")
 
     sub.add_parser("bench-memory", help="peak memory / time of the LID and GM split step", add_help=False)
     return p
@@ -168,7 +244,7 @@ def latest_run(root: Path = Path("runs")) -> Path | None:
 def resolve_config(a: argparse.Namespace):
     """Preset < --config < CLI flags; on --resume without --out, the newest run's folder and its
     config are used (flags still override)."""
-    from .checkpoint import default_run_dir
+    from .run.checkpoint import default_run_dir
     from .config import SearchConfig, load_config
 
     if a.resume and a.out is None:
@@ -186,8 +262,8 @@ def resolve_config(a: argparse.Namespace):
 
 
 def cmd_search(a: argparse.Namespace) -> int:
-    from . import pipeline
-    from .distributed import DistContext
+    from .run import pipeline
+    from .run.distributed import DistContext
 
     cfg = resolve_config(a)
     ctx = DistContext.from_env(cfg.device)
@@ -233,25 +309,58 @@ def cmd_spaces(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``naslid data cifar10 | nb201``. A missing, foreign or damaged file the user named (or a
+    failed download) is one line ``naslid data: error: ...`` and exit status 2."""
+    try:
+        if a.data_command == "cifar10":
+            from .data.build_cifar import build_cifar10_npz
+
+            out = build_cifar10_npz(a.out, source=a.source, download_dir=a.download_dir)
+            print(f"wrote {out}; use it with: naslid search --dataset npz --data-dir {out}")
+            return 0
+        if a.data_command == "nb201":
+            from .groundtruth.build_table import build_nb201_csv
+
+            out = build_nb201_csv(a.source, a.out, all_columns=a.all_columns)
+            print(f"wrote {out}; use it with: naslid search --benchmark {out}")
+            return 0
+    except (ValueError, FileNotFoundError) as e:  # the readers' errors name the file and the problem
+        print(f"naslid data: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    a.data_help()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] in ("search", "spaces", "bench-memory") and "-h" not in argv and "--help" not in argv:
+        missing = missing_search_packages()
+        if missing:
+            print(f"naslid {argv[0]}: error: needs the search's packages, missing: {', '.join(missing)}; "
+                  "install them with: pip install 'naslid[search]' (from a checkout: pip install "
+                  "--no-build-isolation '.[search]', or bash scripts/setup.sh)", file=sys.stderr)
+            return EXIT_BAD_INPUT
     if argv and argv[0] == "bench-memory":
-        from .memory import bench_memory_main
+        from .studies.peak_memory import bench_memory_main
 
         return int(bench_memory_main(argv[1:]) or 0)
     parser = build_parser()
-    if not argv:
-        argv = ["search"]
-    a = parser.parse_args(argv)
+    try:
+        a = parser.parse_args(argv)
+    except UsageError:
+        return EXIT_BAD_INPUT
     if a.command is None:
         parser.print_help()
-        return EXIT_BAD_INPUT
+        return 0
     try:
         if a.command == "search":
             return cmd_search(a)
         if a.command == "spaces":
             return cmd_spaces(a)
+        if a.command == "data":
+            return cmd_data(a, parser)
     except KeyboardInterrupt:
         out = getattr(a, "out", None)
         print(f"naslid {a.command}: interrupted" + (f"; continue with: naslid search --resume --out {out}"

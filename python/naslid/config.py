@@ -2,12 +2,12 @@
 
 ``SearchConfig`` is what ``naslid search`` and ``naslid.search(config)`` run. Each field is declared
 once, in the class that owns it: the ``split`` section is a ``naslid.split.SplitConfig`` (plus the
-split batch size), the ``search`` section a ``naslid.evolution.EvolutionConfig`` (plus the
+split batch size), the ``search`` section a ``naslid.blocks.evolutionary_search.EvolutionConfig`` (plus the
 evaluation settings). ``SearchConfig.validate()`` checks every field before any work starts
 (unknown names, impossible schedules): an ``InputError`` (``naslid.errors``, a ValueError) names the
 field (``config.train.warmup_epochs``, ...). It neither changes the config nor looks at the file
 system: whether ``data.data_dir`` and ``benchmark.file`` exist is checked when a run is prepared
-(``naslid.prepare.prepare``).
+(``naslid.run.prepare.prepare``).
 
 Presets live in ``naslid/configs/<name>.yaml`` (``quick``: minutes on a laptop CPU; ``paper``: the
 released code's NB201 settings). A YAML file holds any subset of the fields; missing ones keep
@@ -29,7 +29,7 @@ import yaml
 from .choices import (DATASETS, EVAL_BN_MODES, FREE_SCORE_SPACES, LEAF_INITS, PRESETS, SAMPLE_METHODS,
                       SAMPLINGS, SCORES, SEARCH_METHODS, SPACES)
 from .errors import InputError
-from .evolution_config import EvolutionConfig
+from .blocks.evolution_settings import EvolutionConfig
 from .split.config import SplitConfig
 from .validation import choice, integer, number
 
@@ -168,7 +168,7 @@ class TrainSection:
 
 @dataclass
 class SearchSection(EvolutionConfig):
-    """Final search over the leaves. Evolution: the fields of ``naslid.evolution.EvolutionConfig``
+    """Final search over the leaves. Evolution: the fields of ``naslid.blocks.evolutionary_search.EvolutionConfig``
     (declared and checked there; the section *is* the ``EvolutionConfig`` the pipeline passes to
     ``evolutionary_search``): population, generations, parents, crossover and mutation children per
     generation (mutation probability ``mutation_prob``), random newcomers, ``max_tries``.
@@ -177,7 +177,7 @@ class SearchSection(EvolutionConfig):
     of ``eval_batch_size`` images) or ``batch`` (batch statistics). ``score``: fitness of a cell,
     ``loss`` (minus the mean cross-entropy: no ties) or ``acc`` (accuracy %) — the pure-supernet
     protocol — or a ``+``-joined combination of those and training-free scores
-    (``"loss+naswot+synflow+aznas+jacov+lid"``; ``naslid.combined_score``): the mean of the signals'
+    (``"loss+naswot+synflow+aznas+jacov+lid"``; ``naslid.scores.combination``): the mean of the signals'
     quantiles against a reference sample of ``reference_size`` de-isomorphic cells drawn once per
     run with the run's seed (unused by a single ``loss`` / ``acc``). Every cell is scored
     on the same fixed ``eval_images`` held-out images (the first ones of the validation split,
@@ -199,7 +199,7 @@ class SearchSection(EvolutionConfig):
     reference_size: int = 256
 
     def validate(self, where: str = "config.search") -> "SearchSection":
-        from .score_spec import parse_signals
+        from .scores.spec import parse_signals
 
         choice(f"{where}.method", self.method, SEARCH_METHODS)
         choice(f"{where}.bn", self.bn, EVAL_BN_MODES)
@@ -249,7 +249,7 @@ class SearchConfig:
     run folder whose root warm-up (``train.warmup_epochs[0]`` epochs) this run adopts instead of
     training its own; the two runs must agree on everything the warm-up depends on (space, data,
     seed, optimiser, sampling), so runs that differ only from the first split on (criteria,
-    leaf epochs) share one warm-up (``naslid.warm_start``)."""
+    leaf epochs) share one warm-up (``naslid.run.warm_start``)."""
 
     space: SpaceSection = field(default_factory=SpaceSection)
     data: DataSection = field(default_factory=DataSection)
@@ -269,7 +269,7 @@ class SearchConfig:
     warm_start: str | None = None
 
     # fields that do not change what a run computes (not part of its identity); ``warm_start``
-    # adopts a warm-up that this run would compute itself (``naslid.warm_start`` checks that)
+    # adopts a warm-up that this run would compute itself (``naslid.run.warm_start`` checks that)
     RUN_NEUTRAL = ("out", "resume", "quiet", "preset", "threads", "plots", "tensorboard", "warm_start")
 
     # ----- construction ------------------------------------------------------------------------
@@ -379,10 +379,10 @@ class SearchConfig:
         (``SpaceSection.validate``, ..., ``SplitConfig.validate``, ``EvolutionConfig.validate``);
         this adds the rules across sections and the top-level fields. ``num_decisions`` (the
         space's number of decisions) enables the check that there are no more levels than
-        decisions. Changes nothing and reads no file (see ``naslid.prepare.prepare``)."""
+        decisions. Changes nothing and reads no file (see ``naslid.run.prepare.prepare``)."""
         for name in ("space", "data", "split", "train", "search", "benchmark"):
             getattr(self, name).validate(f"config.{name}")
-        from .score_spec import parse_signals
+        from .scores.spec import parse_signals
 
         for sig in parse_signals(self.search.score):
             ok = FREE_SCORE_SPACES.get(sig)

@@ -1,8 +1,8 @@
 """``InputError``: a bad value in what the user gave a run (config field, CLI flag, file, folder).
 
 The configuration checks (``naslid.config``, ``naslid.validation``), the run preparation
-(``naslid.prepare``), the output-folder and checkpoint checks (``naslid.checkpoint``) and the
-warm-start checks (``naslid.warm_start``) raise it, each message naming the argument or file.
+(``naslid.run.prepare``), the output-folder and checkpoint checks (``naslid.run.checkpoint``) and the
+warm-start checks (``naslid.run.warm_start``) raise it, each message naming the argument or file.
 ``naslid search`` / ``naslid bench-memory`` print an ``InputError`` as one line and exit with
 status 2; every other exception is a bug (or a failure of the machine) and keeps its traceback
 (exit status 1). It subclasses ``ValueError`` so code that caught the ValueError these checks

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from .base import Arch, Mask, SearchSpace, Supernet
-from .nb201_ops import (NB201_EDGE_KEYS, NB201_EDGES, NB201_OPS, NB201Cell, NB201SearchCell,
+from .cell_blocks import (NB201_EDGE_KEYS, NB201_EDGES, NB201_OPS, NB201Cell, NB201SearchCell,
                         ResNetBasicBlock, make_op)
 
 NUM_NB201_ARCHS = len(NB201_OPS) ** len(NB201_EDGES)  # 15,625

@@ -98,7 +98,7 @@ def split_step(space, supernet: nn.Module, mask, batches: Iterable, cfg: SplitCo
     device    where batches are moved (default: the supernet's parameters' device)
     loss_fn   criterion grad's loss (default cross-entropy)
     decisions restrict the candidate decisions to these keys (default: all unsplit ones); used by
-              ``naslid.memory`` to measure one decision's step
+              ``naslid.studies.peak_memory`` to measure one decision's step
     Returns a ``SplitRecord`` (``record.child_masks`` are JSON masks; ``child_mask_tensors(space)``).
     """
     t0 = time.perf_counter()
