@@ -553,7 +553,7 @@ def test_program_exit_status_1_with_traceback_for_a_bug(tmp_path):
 
     code = (
         "import sys\n"
-        "from naslid import pipeline\n"
+        "from naslid.run import pipeline\n"
         "def boom(*a, **k):\n"
         f"    raise ValueError({BUG!r})\n"
         "pipeline.run_search = boom\n"
