@@ -299,18 +299,18 @@ def format_summary(r: dict) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="naslid bench-memory",
                                 description="Peak memory and time of one split step: LID vs gradient matching.")
-    p.add_argument("--space", default="nb201", choices=SPACES)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--space", default="nb201", choices=SPACES, help="search space whose supernet is split (default nb201)")
+    p.add_argument("--batch", type=int, default=32, help="images in the split batch (default 32)")
+    p.add_argument("--input-size", type=int, default=224, help="image side in pixels (default 224, the paper's setting)")
     p.add_argument("--width", type=float, default=None, help="width multiplier (default: the space's)")
     p.add_argument("--repeats", type=int, default=3, help="unprofiled timed runs per criterion")
-    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="where the step runs (default cpu)")
     p.add_argument("--decision", default=None, help="decision key to split (default: first with most ops)")
-    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--k", type=int, default=20, help="neighbours of the LID estimate (default 20)")
     p.add_argument("--cells", type=int, default=None, help="NB201 only: cells per stage N (default 5)")
     p.add_argument("--no-rss", action="store_true", help="skip the fresh-subprocess peak RSS figure")
     p.add_argument("--json", default=None, metavar="FILE", help="write the result as JSON")
-    p.add_argument("--progress", action="store_true")
+    p.add_argument("--progress", action="store_true", help="show progress bars on stderr")
     p.add_argument("--_rss-child", dest="rss_child", default=None, help=argparse.SUPPRESS)
     return p
 
