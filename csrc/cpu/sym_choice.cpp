@@ -191,27 +191,21 @@ SymKernel choose_sym_kernel(const float* X, int64_t N, int64_t D, bool par) {
   const auto it = g_table.find(key);
   if (it != g_table.end()) return it->second;
   SymChoice c;
-  const auto& disk = disk_cache();
-  const auto hit = disk.find(cache_key(key));
-  if (hit != disk.end() && static_cast<int>(hit->second) <= static_cast<int>(sym_kernel())) {
-    c.threads = threads;
-    c.par = par;
-    c.n_class = n_class;
-    c.d_class = d_class;
-    c.n = N;
-    c.d = D;
-    c.why = "cached";
-    c.kernel = hit->second;
-    g_table.emplace(key, c.kernel);
-    g_log.push_back(c);
-    return c.kernel;
-  }
   c.threads = threads;
   c.par = par;
   c.n_class = n_class;
   c.d_class = d_class;
   c.n = N;
   c.d = D;
+  const auto& disk = disk_cache();
+  const auto hit = disk.find(cache_key(key));
+  if (hit != disk.end() && static_cast<int>(hit->second) <= static_cast<int>(sym_kernel())) {
+    c.why = "cached";
+    c.kernel = hit->second;
+    g_table.emplace(key, c.kernel);
+    g_log.push_back(c);
+    return c.kernel;
+  }
   c.why = "measured";
   const SymKernel dflt = sym_kernel_for(D);
   const int64_t dt = std::min(D, kTrialFeatures);

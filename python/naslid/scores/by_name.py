@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 
 from ..choices import FREE_SCORE_SPACES, FREE_SCORES
-from .proxies import fresh_subnet, naswot, synflow
+from .proxies import fresh_subnet, naswot, synflow, unique_archs
 from .aznas import aznas_terms
 from .zico_jacov import jacov, zico
 from .lid_profile import lid_profile, profile_score
@@ -104,15 +104,7 @@ def score_cells(names: Sequence[str], space: SearchSpace, archs: Iterable, *, x=
     if not names:
         raise ValueError("score_cells: names is empty; give at least one training-free score")
     _check_data(names, x, y, lid_k)
-    todo: dict[str, dict] = {}
-    for a in archs:
-        arch = space.arch_from_string(a) if isinstance(a, str) else space.validate_arch(a)
-        todo.setdefault(space.arch_to_string(arch), arch)
-    items: Iterable = todo.items()
-    if progress:
-        from tqdm.auto import tqdm
-
-        items = tqdm(items, total=len(todo), desc="free scores", leave=False)
+    items = unique_archs(space, archs, progress=progress, desc="free scores")
     out: dict[str, dict] = {n: {} for n in names}
     for key, arch in items:
         for n, v in cell_scores(names, space, arch, x=x, y=y, seed=seed, lid_k=lid_k).items():

@@ -348,6 +348,13 @@ def score_archs(name: str, space: SearchSpace, archs: Iterable, *,
     if isinstance(archs, (str, Mapping)):
         raise TypeError(f"{fn}: archs must be an iterable of archs, got a single "
                         f"{type(archs).__name__}; wrap it in a list")
+    return {key: _score(name, space, arch, batch, seed, device)
+            for key, arch in unique_archs(space, archs, progress=progress, desc=name)}
+
+
+def unique_archs(space: SearchSpace, archs: Iterable, *, progress: bool = False, desc: str = ""):
+    """(arch string, arch) pairs of ``archs`` (mappings or arch strings), each checked by the space,
+    duplicates once, in first-seen order; ``progress``: wrapped in a tqdm bar titled ``desc``."""
     todo: dict[str, dict] = {}
     for a in archs:
         arch = space.arch_from_string(a) if isinstance(a, str) else space.validate_arch(a)
@@ -356,9 +363,9 @@ def score_archs(name: str, space: SearchSpace, archs: Iterable, *,
     if progress:
         from tqdm.auto import tqdm
 
-        items = tqdm(items, total=len(todo), desc=name, leave=False)
-    return {key: _score(name, space, arch, batch, seed, device) for key, arch in items}
+        items = tqdm(items, total=len(todo), desc=desc, leave=False)
+    return items
 
 
-__all__ = ["PROXIES", "NASWOT_SPACES", "RECTIFIERS", "SynflowResult", "synflow", "synflow_network",
+__all__ = ["unique_archs", "PROXIES", "NASWOT_SPACES", "RECTIFIERS", "SynflowResult", "synflow", "synflow_network",
            "naswot", "naswot_kernel", "naswot_logdet", "fresh_subnet", "proxy_score", "score_archs"]
