@@ -18,7 +18,7 @@ import logging
 import os
 from pathlib import Path
 
-from .nats import ACC_COLUMNS, arch_metrics, read_arch_states
+from .nats import ACC_COLUMNS, read_cells
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def nb201_table(source: str | os.PathLike, *, all_columns: bool = False, hp: str
                 ) -> tuple[list[str], list[dict]]:
     """(header, rows) of the ground-truth table of ``source`` (see ``naslid.groundtruth.nats``).
 
-    Every arch string is parsed by ``NB201Space`` (ValueError naming the file and index otherwise);
+    Every arch string is parsed by ``NB201Space`` (``nats.read_cells``: ValueError naming the file and index otherwise);
     a cell without ``cifar10_valid_acc`` gets an empty cell (NaN to the reader)."""
     from ..spaces.nb201 import NB201Space
 
@@ -39,13 +39,7 @@ def nb201_table(source: str | os.PathLike, *, all_columns: bool = False, hp: str
     header = ["index", "arch", *accs, "params_m_cifar10", "n_seeds", "unique_id"]
     first_of: dict[str, int] = {}
     rows = []
-    for n, (idx, arch_str, state) in enumerate(read_arch_states(source, hp=hp)):
-        try:
-            arch = space.arch_from_string(arch_str)
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"benchmark {str(source)!r}: architecture {idx} {arch_str!r} is not an "
-                             f"NB201 cell ({e})") from e
-        m = arch_metrics(state, where=f"benchmark {str(source)!r}, architecture {idx}")
+    for n, (idx, arch, m) in enumerate(read_cells(source, space, hp=hp)):
         row = {"index": idx, "arch": space.arch_to_string(arch)}
         for c in accs:
             row[c] = "" if c not in m else repr(round(m[c], 4))

@@ -150,3 +150,17 @@ def arch_metrics(state: Mapping, *, where: str = "benchmark") -> dict:
             break
     out["n_seeds"] = len(state.get("dataset_seed", {}).get("cifar10-valid", []))
     return out
+
+
+def read_cells(path: str | os.PathLike, space, hp: str = "200") -> Iterator[tuple[int, dict, dict]]:
+    """(index, arch, metrics) of every architecture of an official file (``read_arch_states``):
+    the arch parsed by ``space`` (ValueError naming the file and index when it is not one of its
+    cells) and its ``arch_metrics``."""
+    for idx, arch_str, state in read_arch_states(path, hp=hp):
+        try:
+            arch = space.arch_from_string(arch_str)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"benchmark {str(path)!r}: architecture {idx} {arch_str!r} is not in the "
+                             f"{space.name} space ({e})") from e
+        yield idx, arch, arch_metrics(state, where=f"benchmark {str(path)!r}, architecture {idx}")
+

@@ -156,16 +156,10 @@ def load_nats_benchmark(path: str | os.PathLike, space: SearchSpace, *, hp: str 
     """A Benchmark from an official NATS-Bench topology folder / file or NAS-Bench-201 ``.pth``:
     ``index`` and every accuracy column of ``naslid.groundtruth.nats.ACC_COLUMNS`` present (mean
     over seeds after the last epoch of the ``hp``-epoch schedule; a cell lacking one is NaN)."""
-    from .nats import ACC_COLUMNS, arch_metrics, read_arch_states
+    from .nats import ACC_COLUMNS, read_cells
 
     rows, present = [], set()
-    for idx, s, state in read_arch_states(path, hp=hp):
-        try:
-            arch = space.arch_from_string(s)
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"benchmark {str(path)!r}: architecture {idx} {s!r} is not in the "
-                             f"{space.name} space ({e})") from e
-        m = arch_metrics(state, where=f"benchmark {str(path)!r}, architecture {idx}")
+    for idx, arch, m in read_cells(path, space, hp=hp):
         present.update(c for c in ACC_COLUMNS.values() if c in m)
         rows.append({"arch": space.arch_to_string(arch), "index": idx, **m})
     cols = ["arch", "index"] + [c for c in ACC_COLUMNS.values() if c in present]
