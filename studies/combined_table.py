@@ -15,7 +15,7 @@ last-layer value ``lid``) joins the default combination only if the paired Δτ 
 (supernet + naswot + synflow + X) − (supernet + naswot + synflow), two-level bootstrap over seeds
 and cells (``naslid.ranking.paired_delta_tau``), has a 95 % interval above 0.
 
-    python benchmarks/combined_table.py --json results/search/free_scores/combined_table.json --doc docs/search.md
+    python studies/combined_table.py --json results/search/free_scores/combined_table.json --doc docs/search.md
 """
 from __future__ import annotations
 
@@ -82,6 +82,20 @@ def seed_signals(seed: int, proxies: dict, free: dict) -> tuple[list[str], np.nd
         if key == "lid_profile":
             sig["lid"] = sig["lid_last"]
     return cells, truth, sig
+
+
+def shared_warmup(seed: int) -> bool | None:
+    """True when every criterion's run of the seed logged the same warm-up (loss and accuracy of
+    every warm-up epoch equal): the runs share one warm-up (the same seed, a deterministic CPU
+    run), so the criteria are paired on it. None when a run is missing."""
+    logs = []
+    for crit in ("lid", "random", "none", "grad"):
+        f = STUDY / f"{crit}-s{seed}" / "result.json"
+        if not f.is_file():
+            return None
+        hist = json.loads(f.read_text())["split_tree"]["r"]["history"]
+        logs.append([(h["loss"], h["acc"]) for h in hist if h["stage"].startswith("warmup")])
+    return bool(logs[0]) and all(log == logs[0] for log in logs)
 
 
 def combine(sig: dict, names) -> np.ndarray:
@@ -165,9 +179,13 @@ def main(argv=None) -> int:
         if f"supernet_{crit}" in singles:
             other = [combine(per_seed[s][2], (f"supernet_{crit}",) + default[1:]) for s in args.seeds]
             split_pairs[crit] = paired_delta_tau([combine(per_seed[s][2], default) for s in args.seeds], other, truths)
+    # and without any supernet (the training-free scores alone), paired on the same cells
+    split_pairs["no supernet"] = paired_delta_tau(default_pred, [combine(per_seed[s][2], default[1:])
+                                                                 for s in args.seeds], truths)
     seconds = {k: v for k, v in free.get("seconds", {}).items()}
     seconds.update({k: v for k, v in proxies.get("seconds", {}).items() if k not in seconds})
     doc = {"seeds": args.seeds, "free_settings": free["settings"], "cells": len(truths[0]), "column": COLUMN, "rule": __doc__.split("Rule stated")[1].split("\n\n")[0],
+           "shared_warmup": {str(s): shared_warmup(s) for s in args.seeds},
            "paired_candidates": paired, "default": list(default), "leave_one_out": loo, "split_in_default": split_pairs,
            "seconds_per_500": seconds, "rows": rows}
     Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
@@ -222,10 +240,15 @@ def markdown(doc: dict) -> str:
         ci = p["ci95"]
         out.append(f"- without `{c}`: Δτ {p['mean']:+.3f} (per seed {', '.join(f'{d:+.3f}' for d in p['per_seed'])}), "
                    f"95 % [{ci[0]:+.3f}, {ci[1]:+.3f}]")
-    out += ["", "Does the split matter inside the default combination (paired, two-level bootstrap):", ""]
+    shared = doc.get("shared_warmup", {})
+    same = [s for s, v in shared.items() if v]
+    out += ["", "Does the split matter inside the default combination (paired, two-level bootstrap; the "
+            f"criteria's runs of a seed share one warm-up: identical warm-up logs at seeds {', '.join(same) or 'none'} "
+            f"of {', '.join(shared) or '–'}):", ""]
     for crit, p in doc["split_in_default"].items():
         ci = p["ci95"]
-        out.append(f"- default with LID leaves − with {crit} leaves: Δτ {p['mean']:+.3f} "
+        other = "without a supernet (free scores only)" if crit == "no supernet" else f"with {crit} leaves"
+        out.append(f"- default with LID leaves − {other}: Δτ {p['mean']:+.3f} "
                    f"(per seed {', '.join(f'{d:+.3f}' for d in p['per_seed'])}), 95 % [{ci[0]:+.3f}, {ci[1]:+.3f}]")
     return "\n".join(out)
 

@@ -7,7 +7,7 @@ split step) on the seed's first 128 training images (the batch ``proxy_scores.py
 ``{"settings", "seconds", "scores": {"lid_profile_inherited": {seed: {arch: [L values]}}}}``, the
 layout ``combined_table.py`` reads for profiles.
 
-    python benchmarks/supernet_lid.py --run runs/cpu-s0 --node r --seed 0 --json runs/supernet_lid_r.json
+    python studies/supernet_lid.py --run runs/cpu-s0 --node r --seed 0 --json runs/supernet_lid_r.json
 """
 from __future__ import annotations
 
