@@ -11,6 +11,7 @@
 //   lid_profile(features L x (N,D_l), k, estimator) -> (L,N) per-layer, per-point LID
 //   _knn_norms / _knn_lid_norms / _lid_profile_norms: the same plus squared row norms (private,
 //       CPU only; naslid_ext's public functions use them for their default finiteness check)
+//   _lid_mle_checked: lid_mle plus (3,) int64 counts of bad rows (non-finite, negative, unsorted)
 // estimator: "naslid" | "levina". Inputs reach the kernels contiguous and float32/float64
 // (naslid_ext validates and upcasts half types before calling).
 #include <torch/extension.h>
@@ -31,6 +32,9 @@ TORCH_LIBRARY(naslid, m) {
   m.def("_knn_norms(Tensor x, Tensor y, int k, bool exclude_self) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("_knn_lid_norms(Tensor x, int k, str estimator) -> (Tensor, Tensor)");
   m.def("_lid_profile_norms(Tensor[] features, int k, str estimator) -> (Tensor, Tensor)");
+  // lid_mle plus its input contract checked in the same pass: (3,) int64 counts of rows with a
+  // NaN/Inf entry, a negative first entry, an unsorted order. CPU only.
+  m.def("_lid_mle_checked(Tensor sqdist, str estimator) -> (Tensor, Tensor)");
 }
 
 namespace {

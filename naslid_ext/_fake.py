@@ -7,6 +7,7 @@ torch.export trace through them. Shapes and dtypes only; they mirror csrc/ops.cp
   lid_profile(features L x (N,D_l), k, est.)  -> (L,N) features[0].dtype
   _knn_norms / _knn_lid_norms / _lid_profile_norms: the same plus squared row norms (B,N) [and
   (B,M)] / (B,N) / (L,N)
+  _lid_mle_checked(sqdist, estimator)         -> (lid_mle's (...), counts (3,) int64)
 """
 from __future__ import annotations
 
@@ -50,6 +51,11 @@ def _register() -> None:
         def _lid_profile_norms_fake(features, k, estimator):
             out = _lid_profile_fake(features, k, estimator)
             return out, features[0].new_empty(out.shape)
+
+    if hasattr(torch.ops.naslid, "_lid_mle_checked"):
+        @torch.library.register_fake("naslid::_lid_mle_checked")
+        def _lid_mle_checked_fake(sqdist, estimator):
+            return _lid_mle_fake(sqdist, estimator), sqdist.new_empty(3, dtype=torch.int64)
 
     @torch.library.register_fake("naslid::lid_profile")
     def _lid_profile_fake(features, k, estimator):

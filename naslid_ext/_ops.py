@@ -60,10 +60,18 @@ def has_kernel(op: str, device_type: str) -> bool:
     Treated as a constant by torch.compile (the registered kernels do not change while a process
     runs), so backend selection traces without graph breaks.
     """
+    hit = _HAS_KERNEL.get((op, device_type))
+    if hit is not None:
+        return hit
     key = _DISPATCH_KEY.get(device_type)
-    if _C is None or key is None:
-        return False
-    return bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"naslid::{op}", key))
+    hit = bool(_C is not None and key is not None
+               and torch._C._dispatch_has_kernel_for_dispatch_key(f"naslid::{op}", key))
+    _HAS_KERNEL[(op, device_type)] = hit
+    return hit
+
+
+#: has_kernel's answers, per (op, device type): the registered kernels never change in a process
+_HAS_KERNEL: dict[tuple[str, str], bool] = {}
 
 
 def require_kernel(api: str, op: str, device: torch.device) -> None:

@@ -94,14 +94,15 @@ def norms_verdict(api: str, name: str, t: torch.Tensor, sqnorm: torch.Tensor, di
     Returns True when the input is finite and its scale safe: ``range_scale`` would return 1, so the
     kernel's results are those of the checked path. False (finite input whose norms overflow or
     lie outside that range): the caller takes the exact path (check_finite, range_scale, rerun)."""
-    ok = torch.isfinite(sqnorm)
-    if not bool(ok.all()):
+    nmax = float(sqnorm.max())  # max propagates NaN, and norms are >= 0: finite iff all are
+    if not math.isfinite(nmax):
+        ok = torch.isfinite(sqnorm)
         rows = t.detach().reshape(-1, dim)[~ok.reshape(-1).to(t.device)]
         n_bad = int((~torch.isfinite(rows)).sum())
         if n_bad:
             raise _nonfinite_error(api, name, t, n_bad)
         return False
-    return _safe_range(float(sqnorm.max()), dim, sqnorm.dtype)
+    return _safe_range(nmax, dim, sqnorm.dtype)
 
 
 def _safe_range(nmax: float, dim: int, dtype: torch.dtype) -> bool:
@@ -115,8 +116,8 @@ def norms_verdicts(api: str, names: Sequence[str], ts: Sequence[torch.Tensor], s
                    dims: Sequence[int]) -> bool:
     """``norms_verdict`` for L layers at once (sqnorm (L, N)): three small reductions when every
     norm is finite (the common case), else layer by layer (the first layer with NaN/Inf raises)."""
-    if bool(torch.isfinite(sqnorm).all()):
-        nmax = sqnorm.amax(dim=1).tolist()
+    nmax = sqnorm.amax(dim=1).tolist()  # amax propagates NaN, and norms are >= 0
+    if all(math.isfinite(m) for m in nmax):
         return all(_safe_range(m, d, sqnorm.dtype) for m, d in zip(nmax, dims))
     return all([norms_verdict(api, n, t, sqnorm[i], d) for i, (n, t, d) in enumerate(zip(names, ts, dims))])
 

@@ -229,6 +229,11 @@ def lid_mle(sqdist: torch.Tensor, *, estimator: str = "naslid", check_finite: bo
             f"naslid_ext.lid_mle: estimator={estimator!r} needs k >= {min_k(estimator)} neighbours, got "
             f"sqdist of shape {tuple(sqdist.shape)} (k = last dim = {sqdist.shape[-1]})"
         )
+    if check_finite and _backends.ext_backend.fused_mle_check(sqdist.device):
+        # the contract is checked in the kernel's own pass; the checks below only name what failed
+        out, bad = _backends.ext_backend.lid_mle_checked(_prep(sqdist), estimator)
+        if not any(bad.tolist()):
+            return out
     if check_finite:
         _check_finite(api, "sqdist", sqdist)
         if not torch.compiler.is_compiling() and bool(sqdist.amin() < 0):

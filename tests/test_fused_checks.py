@@ -125,3 +125,48 @@ def test_version_is_written_once():
                         root / "python" / "naslid" / "__init__.py"]
             if re.search(r"""(__version__|VERSION)\s*=\s*["']\d""", p.read_text())]
     assert hits == []
+
+
+# ----- lid_mle's default check in the kernel's own pass (`_lid_mle_checked`) -----------------------
+def _sorted_sq(n=50, k=8, seed=0, dtype=torch.float32):
+    d = torch.rand(n, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + 0.05
+    return d.sort(dim=-1).values.to(dtype)
+
+
+def _naive_counts(d: torch.Tensor) -> list[int]:
+    """Float64 loop over the rows: (rows with NaN/Inf, rows with a negative first entry, unsorted rows)."""
+    rows = d.double().reshape(-1, d.shape[-1]).tolist()
+    nf = sum(any(v != v or v in (float("inf"), -float("inf")) for v in r) for r in rows)
+    neg = sum(r[0] < 0 for r in rows)
+    uns = sum(any(not (r[j] >= r[j - 1]) for j in range(1, len(r))) for r in rows)
+    return [nf, neg, uns]
+
+
+@pytest.mark.skipif(not _ops.has_kernel("_lid_mle_checked", "cpu"), reason="naslid_ext._C without _lid_mle_checked")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lid_mle_checked_counts_bad_rows_and_gives_lid_mle(dtype):
+    d = _sorted_sq(dtype=dtype)
+    out, bad = torch.ops.naslid._lid_mle_checked(d, "naslid")
+    assert bad.tolist() == [0, 0, 0]
+    assert torch.equal(out, torch.ops.naslid.lid_mle(d, "naslid"))
+    d[3, 2] = float("nan")            # non-finite and (NaN breaks the order) unsorted
+    d[7, -1] = float("inf")           # non-finite, still sorted
+    d[9, 0] = -1.0                    # negative, still sorted
+    d[11, 4], d[11, 5] = d[11, 5].item(), d[11, 4].item()  # unsorted
+    d[13] = d[13].flip(0)             # unsorted
+    _, bad = torch.ops.naslid._lid_mle_checked(d, "levina")
+    assert bad.tolist() == _naive_counts(d) == [2, 1, 3]
+    _, bad = torch.ops.naslid._lid_mle_checked(d.reshape(5, 10, 8), "naslid")  # batched rows
+    assert bad.tolist() == [2, 1, 3]
+
+
+@pytest.mark.skipif(not _ops.has_kernel("_lid_mle_checked", "cpu"), reason="naslid_ext._C without _lid_mle_checked")
+@pytest.mark.parametrize("where,msg", [((0, 3), "NaN/Inf"), ((20, 0), "negative entries"), ((49, 5), "not sorted")])
+def test_lid_mle_default_check_raises_the_separate_pass_errors(where, msg):
+    d = _sorted_sq()
+    d[where] = {"NaN/Inf": float("nan"), "negative entries": -0.5, "not sorted": 9.0}[msg]
+    with pytest.raises(ValueError, match=rf"naslid_ext\.lid_mle: sqdist (of shape \(50, 8\) )?.*{msg}"):
+        naslid_ext.lid_mle(d)
+    good = _sorted_sq(seed=1)
+    assert torch.equal(naslid_ext.lid_mle(good), naslid_ext.lid_mle(good, check_finite=False))
+    assert torch.equal(naslid_ext.lid_mle(good.half()), naslid_ext.lid_mle(good.half(), check_finite=False))

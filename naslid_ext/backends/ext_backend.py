@@ -51,3 +51,17 @@ def knn_lid_norms(x: torch.Tensor, k: int, estimator: str):
 def lid_profile_norms(features: list[torch.Tensor], k: int, estimator: str):
     """lid_profile plus the squared row norms (L, N); NaN LID where the k-th distance overflowed."""
     return torch.ops.naslid._lid_profile_norms(features, k, estimator)
+
+
+def fused_mle_check(device: torch.device) -> bool:
+    """True when `lid_mle`'s default input check can come from the kernel's own pass
+    (`_lid_mle_checked`: a kernel for the device, and not while torch.compile traces)."""
+    from naslid_ext import _ops
+
+    return not torch.compiler.is_compiling() and _ops.has_kernel("_lid_mle_checked", device.type)
+
+
+def lid_mle_checked(sqdist: torch.Tensor, estimator: str):
+    """lid_mle plus (3,) int64 counts of rows with a NaN/Inf entry, a negative first entry, and
+    not sorted ascending."""
+    return torch.ops.naslid._lid_mle_checked(sqdist, estimator)
