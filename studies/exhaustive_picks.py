@@ -20,10 +20,13 @@ read only to report.
     python studies/proxy_scores.py --seeds 0 --proxies lid synflow aznas zico naswot jacov --cells all \
         --json /tmp/all_c8_s0.json
     python studies/exhaustive_picks.py --scan /tmp/all_c8_s0.json --json results/search/free_scores/exhaustive_s0.json
+
+The seed-0 scan is kept gzipped: ``--scan results/search/free_scores/all_c8_s0.json.gz``.
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -75,7 +78,7 @@ def pick_row(pred: np.ndarray, truth: np.ndarray, cells: list[str], seconds: flo
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scan", required=True, help="a proxy_scores.py --cells all JSON")
+    ap.add_argument("--scan", required=True, help="a proxy_scores.py --cells all JSON (.json or .json.gz)")
     ap.add_argument("--benchmark", default=str(DATA / "nb201_cifar10_valid.csv"))
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
@@ -83,7 +86,8 @@ def main(argv=None) -> int:
     from naslid.groundtruth.table import load_benchmark
     from naslid.spaces import get_space
 
-    scan = json.loads(Path(args.scan).read_text())
+    raw = Path(args.scan).read_bytes()
+    scan = json.loads(gzip.decompress(raw) if args.scan.endswith(".gz") else raw)
     if scan.get("settings", {}).get("cells") != "all":
         print(f"exhaustive_picks: --scan: {args.scan!r} is not a --cells all scan", file=sys.stderr)
         return 2
