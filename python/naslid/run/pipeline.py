@@ -131,6 +131,9 @@ def run_search(config: SearchConfig, *, dist: DistContext | None = None,
     ctx = dist or DistContext.single(config.device if isinstance(config, SearchConfig) else "cpu")
     t0 = time.perf_counter()
     prep = prepare(config, ctx.device)
+    # every rank checks the run folder in prepare before rank 0 creates it: a rank still preparing
+    # would otherwise find rank 0's fresh folder and refuse it as "already holds this run"
+    ctx.barrier()
     threads_before = torch.get_num_threads()
     torch.set_num_threads(prep.threads)
     try:
