@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "studies"))
 DATA = ROOT.parent / "shared" / "data"
 COLUMN = "cifar10_valid_acc"
 SYNFLOW_PICK = 90.1987  # synflow's best cell over all 6,466 classes (results/search/criteria_study/synflow_all_best.json)
@@ -71,15 +71,9 @@ def main(argv=None) -> int:
     md = markdown(doc)
     print(md)
     if args.doc:
-        p = Path(args.doc)
-        text = p.read_text()
-        b, e = "<!-- BEGIN combined-runs -->", "<!-- END combined-runs -->"
-        block = f"{b}\n{md}\n{e}"
-        if b in text:
-            text = re.sub(re.escape(b) + ".*?" + re.escape(e), lambda _: block, text, flags=re.S)
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-        p.write_text(text)
+        from combined_table import rewrite_section
+
+        rewrite_section(Path(args.doc), "combined-runs", md)
     return 0
 
 

@@ -192,16 +192,21 @@ def main(argv=None) -> int:
     md = markdown(doc)
     print(md)
     if args.doc:
-        p = Path(args.doc)
-        text = p.read_text()
-        b, e = f"<!-- BEGIN {args.marker} -->", f"<!-- END {args.marker} -->"
-        block = f"{b}\n{md}\n{e}"
-        if b in text:
-            text = re.sub(re.escape(b) + ".*?" + re.escape(e), lambda _: block, text, flags=re.S)
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-        p.write_text(text)
+        rewrite_section(Path(args.doc), args.marker, md)
     return 0
+
+
+def rewrite_section(path: Path, marker: str, md: str) -> None:
+    """Replace the text between ``<!-- BEGIN marker -->`` and ``<!-- END marker -->`` of a
+    markdown file with ``md`` (appended with its markers when absent)."""
+    text = path.read_text()
+    b, e = f"<!-- BEGIN {marker} -->", f"<!-- END {marker} -->"
+    block = f"{b}\n{md}\n{e}"
+    if b in text:
+        text = re.sub(re.escape(b) + ".*?" + re.escape(e), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
 
 
 def _ms(v):
