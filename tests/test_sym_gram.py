@@ -196,3 +196,30 @@ def test_decisions_are_cached_on_disk_when_asked(tmp_path):
     assert len(cache.read_text().splitlines()) == 1  # a cached decision is not appended again
     cache.write_text(line[0].rsplit("\t", 1)[0] + "\tblas\n")
     assert _run(env, CACHED).split() == ["measured", "1", "cached", "blas"]
+
+
+SCANS = """
+    import torch
+    from naslid_ext import _ops  # noqa: F401  (registers the ops)
+    g = torch.Generator().manual_seed(3)
+    for n, d, ties in ((300, 500, False), (300, 500, True), (128, 96, True), (1000, 200, False)):
+        x = torch.randn(n, d, generator=g)
+        if ties:  # a coarse grid: many equal distances, decided by index across the scan tasks
+            x = torch.randint(0, 3, (n, d), generator=g).float()
+        x3 = x.unsqueeze(0)
+        out = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out.append(torch.ops.naslid.knn(x3, x3, 20, True))
+        assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1]), (n, d, ties)
+    print("same")
+"""
+
+
+def test_split_pass_scans_in_parallel_give_the_sequential_lists():
+    """One set on two threads (the split pass: each strip's scans shared among the threads) gives
+    bit for bit the lists of the one-thread pass when the strip's features are not split (D < 1024,
+    so both passes compute the same Gram tiles with the forced FMA kernel), ties included."""
+    if _best() == "blas":
+        pytest.skip("no FMA kernel on this CPU: the split pass is not used")
+    assert _run({"NASLID_CPU_SYRK": _best()}, SCANS) == "same"

@@ -324,7 +324,9 @@ inline void refine(TopK<T>& tk, const T* Xq, const T* Xr, int64_t D, const T* nq
 // cancellation factor rho. Norms (Gram diagonal) are written to `nrm` (N). Blocks are processed
 // last-first so that every norm is known when first needed. split = false: sequential (the caller
 // already runs one set per thread); split = true: each strip's features are shared among the
-// threads (FMA kernels only), the scans stay sequential.
+// threads (FMA kernels only), and so are its scans: a row task inserts only into its own row's
+// list and a column chunk only into the lists of its own later rows (disjoint), and every list
+// receives its candidates strip by strip as in the sequential pass, so the result is the same.
 template <typename T>
 inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vector<T>& nrm,
                        bool skip_self, SymKernel kern, bool split = false) {
@@ -355,9 +357,9 @@ inline double sym_pass(const T* Xg, int64_t N, int64_t D, TopK<T>& tk, std::vect
     const T* nb = nrm.data() + b0;
     // task ids: [0, rows) -> row-direction for row b0+task; [rows, rows + ncc) -> column chunk
     const int64_t later = N - b1;
-    const int64_t cc = 256;
+    const int64_t cc = split ? 64 : 256;
     const int64_t ncc = (later + cc - 1) / cc;
-    maybe_parallel_for(false, 0, rows + ncc, 1, [&](int64_t tb, int64_t te) {
+    maybe_parallel_for(split, 0, rows + ncc, 1, [&](int64_t tb, int64_t te) {
       for (int64_t task = tb; task < te; ++task) {
         if (task < rows) {
           const int64_t i = b0 + task;
