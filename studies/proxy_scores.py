@@ -15,7 +15,8 @@ them (recorded), to set beside the cell a NAS-LID run found.
 Every score of ``naslid.scores.by_name`` can be asked for (``--proxies synflow naswot aznas zico jacov
 lid``), plus ``lid_profile``: the whole layer-wise LID profile per cell (the LID variants of
 docs/search.md are read from it offline). ``aznas`` is stored as its four terms per cell.
-``--net nb201`` scores NB201's own network (C=16, N=5, 32x32) instead of the preset's.
+``--net nb201`` scores NB201's own network (C=16, N=5, 32x32) instead of the preset's; ``--net size
+--size C N PX`` any other size (the cost-per-τ study of docs/search.md).
 
     python studies/proxy_scores.py --seeds 0 --proxies aznas zico jacov lid_profile --cells sample \
         --json results/search/free_scores/sample_c8.json
@@ -50,6 +51,9 @@ def settings(args) -> dict:
           "benchmark": Path(args.benchmark).name}
     if args.net == "nb201":  # the key only when not the preset's network: older files keep their hash
         st.update(C=16, N=5, image_size=32, net="nb201")
+    elif args.net == "size":
+        C, N, px = args.size
+        st.update(C=C, N=N, image_size=px, net=f"C{C}-N{N}-{px}px")
     return st
 
 
@@ -114,9 +118,17 @@ def main(argv=None) -> int:
     p.add_argument("--benchmark", default=str(DATA / "nb201_cifar10_valid.csv"))
     p.add_argument("--json", required=True)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--net", choices=("cpu", "nb201"), default="cpu",
-                   help="cpu: the preset's C=8, N=1, 16x16 network; nb201: C=16, N=5, 32x32")
+    p.add_argument("--net", choices=("cpu", "nb201", "size"), default="cpu",
+                   help="cpu: the preset's C=8, N=1, 16x16 network; nb201: C=16, N=5, 32x32; size: --size's")
+    p.add_argument("--size", type=int, nargs=3, metavar=("C", "N", "PX"),
+                   help="with --net size: the network's channels C, cells per stage N and image side PX")
     args = p.parse_args(argv)
+    if (args.net == "size") != (args.size is not None):
+        print("proxy_scores: --size is given exactly when --net size is", file=sys.stderr)
+        return 2
+    if args.size is not None and (min(args.size) < 1 or args.size[2] < 8):
+        print(f"proxy_scores: --size: C, N >= 1 and PX >= 8, got {args.size}", file=sys.stderr)
+        return 2
 
     import torch
 
