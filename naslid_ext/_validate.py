@@ -105,9 +105,20 @@ def norms_verdict(api: str, name: str, t: torch.Tensor, sqnorm: torch.Tensor, di
     return _safe_range(nmax, dim, sqnorm.dtype)
 
 
+_FINFO: dict = {}
+
+
+def _finfo(dtype: torch.dtype):
+    """torch.finfo of the compute dtype, built once per dtype (lid_profile asks once per layer)."""
+    info = _FINFO.get(dtype)
+    if info is None:
+        info = _FINFO[dtype] = torch.finfo(compute_dtype(dtype))
+    return info
+
+
 def _safe_range(nmax: float, dim: int, dtype: torch.dtype) -> bool:
     """max |x_i|^2 <= max norm <= dim * max |x_i|^2: bounds on range_scale's amax^2 that imply its 1."""
-    info = torch.finfo(compute_dtype(dtype))
+    info = _finfo(dtype)
     dim = max(int(dim), 1)
     return 4.0 * nmax * dim < info.max / 16 and nmax / dim > info.tiny * 2.0**30
 

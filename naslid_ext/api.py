@@ -72,9 +72,17 @@ def _times_pow2(t: torch.Tensor, e: int) -> torch.Tensor:
     return t
 
 
-def _prep(t: torch.Tensor) -> torch.Tensor:
-    """Detached, contiguous, in the compute dtype (half types -> float32)."""
-    return t.detach().to(compute_dtype(t.dtype)).contiguous()
+def _prep(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Detached, contiguous, in `dtype` (default: t's compute dtype, half types -> float32).
+
+    Each step only where needed: right after a large op has flushed the caches, every dispatcher
+    call costs about 10 us, and lid_profile prepares one tensor per layer."""
+    dtype = compute_dtype(t.dtype) if dtype is None else dtype
+    if t.requires_grad:
+        t = t.detach()
+    if t.dtype != dtype:
+        t = t.to(dtype)
+    return t if t.is_contiguous() else t.contiguous()
 
 
 def knn(
@@ -374,15 +382,16 @@ def lid_profile(
         )
     if len(features) == 0:
         raise ValueError("naslid_ext.lid_profile: features is empty; need at least one layer output (N, ...)")
+    f0 = features[0]
     for i, f in enumerate(features):
         check_tensor(api, f"features[{i}]", f)
-        _warn_detached(api, f"features[{i}]", f)
+        if f.requires_grad:
+            _warn_detached(api, f"features[{i}]", f)
         if f.dim() < 1:
             raise ValueError(f"naslid_ext.lid_profile: features[{i}] must be (N, ...), got a 0-D tensor")
-    f0 = features[0]
-    n = f0.shape[0]
-    for i, f in enumerate(features):
-        if f.shape[0] != n:
+        if i == 0:
+            n = f0.shape[0]
+        elif f.shape[0] != n:
             raise ValueError(
                 f"naslid_ext.lid_profile: every layer must hold the same N samples, got features[0] of "
                 f"shape {tuple(f0.shape)} and features[{i}] of shape {tuple(f.shape)}"
@@ -405,7 +414,7 @@ def lid_profile(
     for f in features[1:]:
         dtype = torch.promote_types(dtype, f.dtype)
     dtype = compute_dtype(dtype)
-    flat = [f.detach().reshape(n, -1).to(dtype).contiguous() for f in features]
+    flat = [_prep(f if f.dim() == 2 else f.reshape(n, -1), dtype) for f in features]
     if fused:  # the finiteness check from the row norms; the exact path when it cannot decide
         per_point, sqnorm = _backends.ext_backend.lid_profile_norms(flat, k, estimator)
         if _norms_verdicts(api, [f"features[{i}]" for i in range(len(features))], features, sqnorm,
