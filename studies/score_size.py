@@ -7,7 +7,7 @@ size, ranks the cells by AZ-NAS alone and by the combination of the end-to-end `
 (``results/search/free_scores/cpu-combined-s<S>.json``) with the run's own AZ-NAS replaced by that
 size's: every other signal of a run (its supernet's −loss, NASWOT, synflow, jacov, LID) stays as the
 run computed it, so the sizes are compared paired on runs and cells. A combination here is the mean of
-the signals' mid-rank quantiles among the 500 cells (as ``studies/combined_table.py``; the run itself
+the signals' mid-rank quantiles among the 500 cells (``combined_table.combine``; the run itself
 takes quantiles against its reference sample), equal weights, nothing fitted. The paired Δτ of each
 size against the first one (``naslid.ranking.paired_delta_tau``: two-level bootstrap over runs and
 cells) says whether the gain resolves; the seconds per 500 cells (one thread) say what it costs.
@@ -29,19 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "studies"))
 COLUMN = "cifar10_valid_acc"
 MARKER = "score-size"
-
-
-def quantiles(v: np.ndarray) -> np.ndarray:
-    """Mid-rank quantiles (n,) of the values v (n,) among themselves; non-finite values rank lowest."""
-    from scipy.stats import rankdata
-
-    v = np.where(np.isfinite(v), v, -np.inf)
-    return rankdata(v) / (len(v) + 1)  # average rank = #below + (#equal + 1) / 2
-
-
-def precision_at_10(pred: np.ndarray, truth: np.ndarray) -> float:
-    n = max(1, len(truth) // 10)
-    return len(set(np.argsort(-truth)[:n]) & set(np.argsort(-pred)[:n])) / n
 
 
 def aznas_of(path: Path, cells: list[str], seed: str) -> tuple[np.ndarray, float]:
@@ -68,7 +55,8 @@ def run_signals(path: Path) -> tuple[list[str], np.ndarray, dict, list[str]]:
 def study(runs: list[Path], sizes: list[tuple[str, Path]], seed: str) -> dict:
     from scipy.stats import kendalltau
 
-    from naslid.ranking.statistics import paired_delta_tau
+    from combined_table import combine
+    from naslid.ranking.statistics import paired_delta_tau, precision_at
 
     out = {"runs": [p.name for p in runs], "init_seed": int(seed), "sizes": []}
     combos: dict[str, dict[str, list]] = {}
@@ -78,23 +66,22 @@ def study(runs: list[Path], sizes: list[tuple[str, Path]], seed: str) -> dict:
         if "aznas" not in signals:
             raise SystemExit(f"score_size: --runs: {r.name} does not score aznas ({'+'.join(signals)})")
         truths.append(truth)
+        free = [s for s in signals if s not in ("loss", "acc")]
         for label, f in sizes:
-            az, _ = aznas_of(f, cells, seed)
-            q = [quantiles(az if s == "aznas" else values[s]) for s in signals]
-            free = [qq for s, qq in zip(signals, q) if s not in ("loss", "acc")]
+            sig = dict(values, aznas=aznas_of(f, cells, seed)[0])
             combos.setdefault(label, {"all": [], "free": []})
-            combos[label]["all"].append(np.mean(q, axis=0))
-            combos[label]["free"].append(np.mean(free, axis=0))
+            combos[label]["all"].append(combine(sig, signals))
+            combos[label]["free"].append(combine(sig, free))
     cells, truth, _, _ = run_signals(runs[0])
     base = sizes[0][0]
     for label, f in sizes:
         az, sec = aznas_of(f, cells, seed)
         row = {"size": label, "file": f.name, "seconds_per_500": sec,
-               "aznas_tau": float(kendalltau(az, truth).statistic), "aznas_p10": precision_at_10(az, truth)}
+               "aznas_tau": float(kendalltau(az, truth).statistic), "aznas_p10": precision_at(az, truth)}
         for part in ("all", "free"):
             preds = combos[label][part]
             row[f"{part}_tau"] = float(np.mean([kendalltau(p, t).statistic for p, t in zip(preds, truths)]))
-            row[f"{part}_p10"] = float(np.mean([precision_at_10(p, t) for p, t in zip(preds, truths)]))
+            row[f"{part}_p10"] = float(np.mean([precision_at(p, t) for p, t in zip(preds, truths)]))
         if label != base:
             dt = paired_delta_tau(combos[label]["all"], combos[base]["all"], truths)
             row["delta_tau_vs_first"] = {"mean": dt["mean"], "ci95": dt["ci95"]}
