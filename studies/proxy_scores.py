@@ -46,7 +46,7 @@ def settings(args) -> dict:
 
     cfg = SearchConfig.preset_config("cpu")
     st = {"space": "nb201", "C": cfg.space.C, "N": cfg.space.N, "image_size": cfg.data.image_size,
-          "valid_fraction": cfg.data.valid_fraction, "naswot_batch": NASWOT_BATCH, "cells": args.cells,
+          "valid_fraction": cfg.data.valid_fraction, "naswot_batch": args.batch, "cells": args.cells,
           "sample_size": cfg.benchmark.sample_size, "data": Path(args.data).name,
           "benchmark": Path(args.benchmark).name}
     if args.net == "nb201":  # the key only when not the preset's network: older files keep their hash
@@ -71,7 +71,7 @@ def naswot_batch(args, st: dict, seed: int):
 
     data = load_splits("npz", args.data, valid_fraction=st["valid_fraction"], seed=seed,
                        image_size=st["image_size"], augment=False, download=False)
-    x, y = next(iter(make_loader(data, "train", NASWOT_BATCH, seed=seed, augment=False, drop_last=True)))
+    x, y = next(iter(make_loader(data, "train", st["naswot_batch"], seed=seed, augment=False, drop_last=True)))
     return x, y
 
 
@@ -120,11 +120,16 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--net", choices=("cpu", "nb201", "size"), default="cpu",
                    help="cpu: the preset's C=8, N=1, 16x16 network; nb201: C=16, N=5, 32x32; size: --size's")
+    p.add_argument("--batch", type=int, default=NASWOT_BATCH,
+                   help="images in the one batch every data-dependent score sees (default 128)")
     p.add_argument("--size", type=int, nargs=3, metavar=("C", "N", "PX"),
                    help="with --net size: the network's channels C, cells per stage N and image side PX")
     args = p.parse_args(argv)
     if (args.net == "size") != (args.size is not None):
         print("proxy_scores: --size is given exactly when --net size is", file=sys.stderr)
+        return 2
+    if not 2 <= args.batch <= 25000:
+        print(f"proxy_scores: --batch: 2 <= batch <= 25000 (the training split), got {args.batch}", file=sys.stderr)
         return 2
     if args.size is not None and (min(args.size) < 1 or args.size[2] < 8):
         print(f"proxy_scores: --size: C, N >= 1 and PX >= 8, got {args.size}", file=sys.stderr)

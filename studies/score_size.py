@@ -1,20 +1,23 @@
-"""Which network size should the free scores use? AZ-NAS at several sizes, alone and in the combination.
+"""Which network size should the free scores use? Scores at several sizes, alone and in the combination.
 
-AZ-NAS is the training-free score whose τ moves most with the network it is computed on (docs/search.md).
-This study takes its four terms on the 500 stratified cells at several sizes (``studies/proxy_scores.py
---proxies aznas --net size --size C N PX``, one init seed, the same for every size) and, for each
-size, ranks the cells by AZ-NAS alone and by the combination of the end-to-end ``cpu`` runs
-(``results/search/free_scores/cpu-combined-s<S>.json``) with the run's own AZ-NAS replaced by that
-size's: every other signal of a run (its supernet's −loss, NASWOT, synflow, jacov, LID) stays as the
-run computed it, so the sizes are compared paired on runs and cells. A combination here is the mean of
-the signals' mid-rank quantiles among the 500 cells (``combined_table.combine``; the run itself
-takes quantiles against its reference sample), equal weights, nothing fitted. The paired Δτ of each
-size against the first one (``naslid.ranking.paired_delta_tau``: two-level bootstrap over runs and
-cells) says whether the gain resolves; the seconds per 500 cells (one thread) say what it costs.
+Some training-free scores rank NB201 much better on a larger network than the `cpu` preset's
+(docs/search.md). This study takes the ``--swap`` scores (default AZ-NAS, its four terms) of the
+500 stratified cells at several sizes (``studies/proxy_scores.py --net size --size C N PX`` or
+``--net nb201``, one init seed, the same for every size) and, for each size, ranks the cells by each
+swapped score alone and by the combination of the end-to-end ``cpu`` runs
+(``results/search/free_scores/cpu-combined-s<S>.json``) with the run's own values of those scores
+replaced by that size's: every other signal of a run (its supernet's −loss and the other free scores)
+stays as the run computed it, so the sizes are compared paired on runs and cells. A combination here
+is the mean of the signals' mid-rank quantiles among the 500 cells (``combined_table.combine``; the
+run itself takes quantiles against its reference sample), equal weights, nothing fitted. The paired
+Δτ of each size against the first one (``naslid.ranking.paired_delta_tau``: two-level bootstrap over
+runs and cells) says whether the gain resolves; the seconds per 500 cells (one thread) say what it
+costs.
 
     python studies/score_size.py --runs results/search/free_scores/cpu-combined-s[1-4].json \
         --sizes "C8 N1 16px=results/search/free_scores/sample_c8.json" ... \
         --json results/search/free_scores/score_size.json --doc docs/search.md
+    python studies/score_size.py --swap jacov ... --marker score-size-jacov
 """
 from __future__ import annotations
 
@@ -31,14 +34,21 @@ COLUMN = "cifar10_valid_acc"
 MARKER = "score-size"
 
 
-def aznas_of(path: Path, cells: list[str], seed: str) -> tuple[np.ndarray, float]:
-    """(AZ-NAS's rank aggregate of the cells (n,), seconds) from a proxy_scores.py file."""
+def score_of(path: Path, cells: list[str], seed: str, name: str) -> tuple[np.ndarray, float]:
+    """(one score of the cells (n,), seconds) from a proxy_scores.py file; ``aznas``: its rank
+    aggregate over these cells. SystemExit naming the file when it lacks the score or the seed."""
     from naslid.scores.aznas import AZNAS_TERMS, rank_aggregate
 
     d = json.loads(path.read_text())
-    sc = d["scores"]["aznas"][seed]
-    terms = {t: [sc[a][t] if sc[a][t] is not None else -np.inf for a in cells] for t in AZNAS_TERMS}
-    return np.asarray(rank_aggregate(terms), dtype=np.float64), float(d["seconds"]["aznas"][seed])
+    if seed not in d.get("scores", {}).get(name, {}):
+        raise SystemExit(f"score_size: --sizes: {path.name} holds no {name} at init seed {seed}")
+    sc = d["scores"][name][seed]
+    if name == "aznas":
+        terms = {t: [sc[a][t] if sc[a][t] is not None else -np.inf for a in cells] for t in AZNAS_TERMS}
+        v = np.asarray(rank_aggregate(terms), dtype=np.float64)
+    else:
+        v = np.array([sc[a] if sc[a] is not None else -np.inf for a in cells], dtype=np.float64)
+    return v, float(d["seconds"][name][seed])
 
 
 def run_signals(path: Path) -> tuple[list[str], np.ndarray, dict, list[str]]:
@@ -52,32 +62,37 @@ def run_signals(path: Path) -> tuple[list[str], np.ndarray, dict, list[str]]:
     return [p[0] for p in pts], np.array([p[2][COLUMN] for p in pts]), values, signals
 
 
-def study(runs: list[Path], sizes: list[tuple[str, Path]], seed: str) -> dict:
+def study(runs: list[Path], sizes: list[tuple[str, Path]], seed: str, swap: tuple[str, ...] = ("aznas",)) -> dict:
+    """Each size's ``swap`` scores alone, and swapped into every run's combination (see the module
+    docstring); the first size is the baseline of the paired Δτ."""
     from scipy.stats import kendalltau
 
     from combined_table import combine
     from naslid.ranking.statistics import paired_delta_tau, precision_at
 
-    out = {"runs": [p.name for p in runs], "init_seed": int(seed), "sizes": []}
+    out = {"runs": [p.name for p in runs], "init_seed": int(seed), "swap": list(swap), "sizes": []}
     combos: dict[str, dict[str, list]] = {}
     truths = []
     for r in runs:
         cells, truth, values, signals = run_signals(r)
-        if "aznas" not in signals:
-            raise SystemExit(f"score_size: --runs: {r.name} does not score aznas ({'+'.join(signals)})")
+        lacking = [s for s in swap if s not in signals]
+        if lacking:
+            raise SystemExit(f"score_size: --runs: {r.name} does not score {lacking} ({'+'.join(signals)})")
         truths.append(truth)
         free = [s for s in signals if s not in ("loss", "acc")]
         for label, f in sizes:
-            sig = dict(values, aznas=aznas_of(f, cells, seed)[0])
+            sig = dict(values, **{s: score_of(f, cells, seed, s)[0] for s in swap})
             combos.setdefault(label, {"all": [], "free": []})
             combos[label]["all"].append(combine(sig, signals))
             combos[label]["free"].append(combine(sig, free))
     cells, truth, _, _ = run_signals(runs[0])
     base = sizes[0][0]
     for label, f in sizes:
-        az, sec = aznas_of(f, cells, seed)
-        row = {"size": label, "file": f.name, "seconds_per_500": sec,
-               "aznas_tau": float(kendalltau(az, truth).statistic), "aznas_p10": precision_at(az, truth)}
+        row = {"size": label, "file": f.name, "alone": {}}
+        for s in swap:
+            v, sec = score_of(f, cells, seed, s)
+            row["alone"][s] = {"tau": float(kendalltau(v, truth).statistic), "p10": precision_at(v, truth),
+                               "seconds_per_500": sec}
         for part in ("all", "free"):
             preds = combos[label][part]
             row[f"{part}_tau"] = float(np.mean([kendalltau(p, t).statistic for p, t in zip(preds, truths)]))
@@ -91,17 +106,20 @@ def study(runs: list[Path], sizes: list[tuple[str, Path]], seed: str) -> dict:
 
 def markdown(doc: dict) -> str:
     first = doc["sizes"][0]
-    lines = [f"AZ-NAS at each size (init seed {doc['init_seed']}), alone and swapped into the combination of the "
+    swap = doc["swap"]
+    names = " and ".join(swap)
+    lines = [f"{names} at each size (init seed {doc['init_seed']}), alone and swapped into the combination of the "
              f"end-to-end runs {', '.join(doc['runs'])} (mean over the runs; Δτ paired against "
-             f"{first['size']}, 95 % two-level bootstrap interval):", "",
-             "| network | AZ-NAS τ | AZ-NAS p@10 % | seconds per 500 cells (1 thread) | combination τ | "
-             "combination p@10 % | Δτ | free scores only τ |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"{first['size']}, 95 % two-level bootstrap interval; seconds: one thread per 500 cells):", "",
+             "| network | " + " | ".join(f"{s} τ | {s} p@10 % | {s} seconds" for s in swap)
+             + " | combination τ | combination p@10 % | Δτ | free scores only τ |",
+             "|---|" + "---|---|---|" * len(swap) + "---|---|---|---|"]
     for r in doc["sizes"]:
         d = r.get("delta_tau_vs_first")
         dt = f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d else "–"
-        lines.append(f"| {r['size']} | {r['aznas_tau']:.3f} | {r['aznas_p10']:.2f} | {r['seconds_per_500']:.0f} | "
-                     f"{r['all_tau']:.3f} | {r['all_p10']:.2f} | {dt} | {r['free_tau']:.3f} |")
+        alone = " | ".join(f"{r['alone'][s]['tau']:.3f} | {r['alone'][s]['p10']:.2f} | "
+                           f"{r['alone'][s]['seconds_per_500']:.0f}" for s in swap)
+        lines.append(f"| {r['size']} | {alone} | {r['all_tau']:.3f} | {r['all_p10']:.2f} | {dt} | {r['free_tau']:.3f} |")
     return "\n".join(lines)
 
 
@@ -109,7 +127,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", nargs="+", required=True, help="end-to-end cpu-preset result.json files")
     ap.add_argument("--sizes", nargs="+", required=True, metavar="LABEL=FILE",
-                    help="proxy_scores.py files holding aznas; the first is the baseline of Δτ")
+                    help="proxy_scores.py files holding the --swap scores; the first is the baseline of Δτ")
+    ap.add_argument("--swap", nargs="+", default=["aznas"],
+                    help="the training-free scores taken from the --sizes files (default: aznas)")
+    ap.add_argument("--marker", default=MARKER, help="the marked section of --doc to rewrite")
     ap.add_argument("--init-seed", default="0", help="the init seed of the scores to read from each file")
     ap.add_argument("--json", required=True)
     ap.add_argument("--doc", default=None, help="a markdown file whose score-size section is rewritten")
@@ -126,13 +147,13 @@ def main(argv=None) -> int:
     if missing:
         print(f"score_size: --runs: {missing} do not exist", file=sys.stderr)
         return 2
-    doc = study(runs, sizes, args.init_seed)
+    doc = study(runs, sizes, args.init_seed, tuple(args.swap))
     Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     md = markdown(doc)
     if args.doc:
         from combined_table import rewrite_section
 
-        rewrite_section(Path(args.doc), MARKER, md)
+        rewrite_section(Path(args.doc), args.marker, md)
     print(md)
     return 0
 
