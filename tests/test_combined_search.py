@@ -76,3 +76,54 @@ def test_proxyless_networks_get_finite_scores():
     for name, vals in got.items():
         (v,) = vals.values()
         assert math.isfinite(v), name
+
+
+def test_free_scores_rate_the_network_of_free_cells(tmp_path):
+    """search.free_cells: the training-free scores rate each cell's stand-alone network with that many
+    cells per stage (the supernet keeps space.N): every ranked cell's synflow (data-free) is that of
+    an independently built N = 3 network under the run's seed, not the searched N = 1 one's."""
+    bench = write_benchmark(tmp_path / "bench.csv")
+    cfg = micro_config(tmp_path / "run", {"benchmark": {"file": str(bench)},
+                                          "search": {"score": "loss+synflow+naswot", "reference_size": 8,
+                                                     "free_cells": 3, "free_batch": 24}})
+    run_search(cfg)
+    body = json.loads((Path(cfg.out) / "result.json").read_text())
+    opts = dict(C=cfg.space.C, input_size=cfg.data.image_size, num_classes=10)
+    deep, shallow = get_space("nb201", N=3, **opts), get_space("nb201", N=1, **opts)
+    pts = body["ranking"]["sampled_points"]
+    archs = [deep.arch_from_string(a) for a, _, _ in pts]
+    want = score_cells(["synflow"], deep, archs, seed=cfg.seed)["synflow"]
+    flat = score_cells(["synflow"], shallow, archs, seed=cfg.seed)["synflow"]
+    differ = 0
+    for (a, pred, _), arch in zip(pts, archs):
+        key = deep.arch_to_string(arch)
+        assert pred["synflow"] == pytest.approx(want[key], rel=1e-6)
+        differ += want[key] != pytest.approx(flat[key], rel=1e-3)
+    assert differ >= len(pts) // 2  # the depth changes the score (cells without a path score 0 at both)
+    assert body["config"]["search"]["free_cells"] == 3 and body["config"]["search"]["free_batch"] == 24
+
+
+def test_free_net_options_are_checked_and_keep_old_run_identities():
+    c = SearchConfig.preset_config("cpu")
+    before = c.config_hash()
+    assert "free_cells" not in c.run_identity()["search"] and "free_batch" not in c.run_identity()["search"]
+    c.search.free_cells, c.search.free_batch = 5, 32
+    c.validate()
+    assert c.config_hash() != before and c.run_identity()["search"]["free_cells"] == 5
+    for field, value, match in [("free_cells", 0, "config.search.free_cells"),
+                                ("free_batch", 16, r"config.search.free_batch: the lid score .* free_batch >= 22, got 16"),
+                                ("free_batch", 1, "config.search.free_batch")]:
+        bad = SearchConfig.preset_config("cpu")
+        setattr(bad.search, field, value)
+        with pytest.raises(ValueError, match=match):
+            bad.validate()
+    prox = SearchConfig.preset_config("quick")
+    prox.space.name, prox.search.score, prox.search.free_cells = "proxyless", "loss+synflow", 2
+    with pytest.raises(ValueError, match="config.search.free_cells: only NB201 has cells per stage"):
+        prox.validate()
+
+
+def test_with_cells_changes_only_the_depth():
+    s = get_space("nb201", C=8, N=1, input_size=16, num_classes=10, width=1.5)
+    d = s.with_cells(5)
+    assert d.options == dict(s.options, N=5) and d.num_lid_layers == 17 and s.N == 1

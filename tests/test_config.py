@@ -176,7 +176,7 @@ SPLIT_VALUES = {"criterion": "grad", "repeats": 3, "similarity": "euclidean", "p
 SEARCH_VALUES = {"population": 30, "generations": 7, "parents": 4, "crossover": 3, "mutation": 5,
                  "mutation_prob": 0.25, "newcomers": 2, "max_tries": 9, "method": "random",
                  "bn": "batch", "bn_batches": 3, "eval_batch_size": 100, "score": "acc", "eval_images": 500,
-                 "reference_size": 64}
+                 "reference_size": 64, "free_cells": 3, "free_batch": 48}
 
 
 def _every_field():
@@ -302,7 +302,7 @@ def test_each_rule_is_checked_once(monkeypatch):
     twice = {k: n for k, n in seen.items() if n > 1}
     assert not twice
     for section, name, _ in _every_field():
-        if name not in ("edge_rule", "eval_images", "score"):  # None by default: nothing to check;
+        if name not in ("edge_rule", "eval_images", "free_cells", "score"):  # None by default: nothing to check;
             assert seen[f"config.{section}.{name}"] == 1, name  # score: naslid.scores.spec's grammar
 
 

@@ -64,6 +64,12 @@ FREE_SCORES = ("params", "flops", "synflow", "naswot", "aznas", "zico", "jacov",
 #: hookable rectifiers (not OFA's h-swish); AZ-NAS and LID read NB201's stage feature maps.
 FREE_SCORE_SPACES = {"naswot": ("nb201", "proxyless"), "aznas": ("nb201",), "lid": ("nb201",)}
 
+#: nearest neighbours of the training-free LID score (``search.free_batch`` must exceed it by 2)
+FREE_LID_K = 20
+#: the defaults of the free scores' network and batch (``search.free_cells``, ``search.free_batch``);
+#: a run at these keeps the identity it had before the fields existed
+FREE_NET_DEFAULTS = {"free_cells": None, "free_batch": 128}
+
 #: ``search.score`` signals: the supernet's ("loss": minus the held-out loss, "acc") and every
 #: training-free score; a combination joins them with "+" (e.g. "loss+naswot+synflow").
 SIGNALS = SCORES + FREE_SCORES

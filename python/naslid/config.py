@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .choices import (DATASETS, EVAL_BN_MODES, FREE_SCORE_SPACES, LEAF_INITS, PRESETS, SAMPLE_METHODS,
+from .choices import (DATASETS, EVAL_BN_MODES, FREE_LID_K, FREE_NET_DEFAULTS, FREE_SCORE_SPACES, LEAF_INITS, PRESETS, SAMPLE_METHODS,
                       SAMPLINGS, SCORES, SEARCH_METHODS, SPACES)
 from .errors import InputError
 from .blocks.evolution_settings import EvolutionConfig
@@ -181,7 +181,10 @@ class SearchSection(EvolutionConfig):
     quantiles against a reference sample of ``reference_size`` de-isomorphic cells drawn once per
     run with the run's seed (unused by a single ``loss`` / ``acc``). Every cell is scored
     on the same fixed ``eval_images`` held-out images (the first ones of the validation split,
-    class-stratified; None: all of it), in batches of ``eval_batch_size``."""
+    class-stratified; None: all of it), in batches of ``eval_batch_size``. The training-free scores
+    see one fixed batch of ``free_batch`` training images, on each cell's fresh stand-alone network
+    with ``free_cells`` cells per stage (NB201 only; None: the searched network's ``space.N``):
+    ``free_cells: 5, free_batch: 32`` scores them on NB201's depth (docs/search.md)."""
 
     # the quick preset's values (the plain EvolutionConfig keeps its own defaults)
     population: int = 20
@@ -197,6 +200,8 @@ class SearchSection(EvolutionConfig):
     score: str = "loss"
     eval_images: int | None = 2000
     reference_size: int = 256
+    free_cells: int | None = None
+    free_batch: int = 128
 
     def validate(self, where: str = "config.search") -> "SearchSection":
         from .scores.spec import parse_signals
@@ -205,6 +210,12 @@ class SearchSection(EvolutionConfig):
         choice(f"{where}.bn", self.bn, EVAL_BN_MODES)
         parse_signals(self.score, f"{where}.score")
         integer(f"{where}.reference_size", self.reference_size, 2)
+        if self.free_cells is not None:
+            integer(f"{where}.free_cells", self.free_cells, 1)
+        integer(f"{where}.free_batch", self.free_batch, 2)
+        if "lid" in parse_signals(self.score) and self.free_batch < FREE_LID_K + 2:
+            raise InputError(f"{where}.free_batch: the lid score takes k = {FREE_LID_K} neighbours among the "
+                             f"batch's images, so it needs free_batch >= {FREE_LID_K + 2}, got {self.free_batch}")
         if self.eval_images is not None:
             integer(f"{where}.eval_images", self.eval_images, 1)
         integer(f"{where}.bn_batches", self.bn_batches, 1)
@@ -343,6 +354,9 @@ class SearchConfig:
             d.pop(k, None)
         if isinstance(self.search.score, str) and self.search.score in SCORES:
             d["search"].pop("reference_size", None)
+        for k, default in FREE_NET_DEFAULTS.items():  # runs from before these fields keep their identity
+            if d["search"].get(k) == default:
+                d["search"].pop(k, None)
         return d
 
     def config_hash(self) -> str:
@@ -384,6 +398,9 @@ class SearchConfig:
             getattr(self, name).validate(f"config.{name}")
         from .scores.spec import parse_signals
 
+        if self.search.free_cells is not None and self.space.name != "nb201":
+            raise InputError(f"config.search.free_cells: only NB201 has cells per stage; the {self.space.name} "
+                             f"space's free scores run on its own network (leave free_cells null)")
         for sig in parse_signals(self.search.score):
             ok = FREE_SCORE_SPACES.get(sig)
             if ok is not None and self.space.name not in ok:

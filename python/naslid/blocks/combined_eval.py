@@ -3,7 +3,8 @@
 ``CombinedEvaluator(base, signals, reference, x=..., y=..., seed=...)`` wraps a
 ``naslid.blocks.inherited_eval.SubnetEvaluator`` (the supernet signals ``loss`` / ``acc`` of a cell with the
 weights of the leaf that contains it) and ``naslid.scores.by_name`` (every training-free signal, on the
-cell's stand-alone network freshly initialised with the run's seed, on the run's fixed batch
+cell's stand-alone network in ``free_space`` (default: the searched space; ``search.free_cells``
+gives NB201 another depth) freshly initialised with the run's seed, on the run's fixed batch
 ``x`` (N, C_in, H, W), ``y`` (N,)). On construction it computes every signal of the ``reference``
 cells once (the run's one reference sample, ``naslid.scores.combination.draw_reference``); a cell's
 fitness is then the mean of its signals' quantiles against that sample
@@ -18,15 +19,11 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..choices import SCORES
+from ..choices import FREE_LID_K, SCORES
 from ..scores.combination import Combination, free_signals, supernet_value
 from .inherited_eval import SubnetEvaluator
 from ..scores.by_name import cell_scores
 
-#: images of the fixed batch the training-free scores see (NASWOT's batch size)
-FREE_BATCH = 128
-#: nearest neighbours of the LID score
-FREE_LID_K = 20
 
 
 class CombinedEvaluator:
@@ -34,10 +31,13 @@ class CombinedEvaluator:
     tqdm bar over the reference cells."""
 
     def __init__(self, base: SubnetEvaluator, signals: Sequence[str], reference: Sequence[Mapping],
-                 *, x: torch.Tensor | None, y: torch.Tensor | None, seed: int, progress: bool = False):
+                 *, x: torch.Tensor | None, y: torch.Tensor | None, seed: int, progress: bool = False,
+                 free_space=None):
         if not reference:
             raise ValueError("CombinedEvaluator: the reference sample is empty")
         self.base, self.space = base, base.space
+        #: the space whose stand-alone networks the training-free scores rate (default: the searched one)
+        self.free_space = free_space if free_space is not None else self.space
         self.signals_used = tuple(signals)
         self.free = free_signals(self.signals_used)
         self.x, self.y, self.seed = x, y, int(seed)
@@ -78,7 +78,7 @@ class CombinedEvaluator:
                 out.update({s: supernet_value(s, m) for s in self.signals_used if s in SCORES})
             if self.free:
                 t0 = time.perf_counter()
-                out.update(cell_scores(self.free, self.space, arch, x=self.x, y=self.y, seed=self.seed,
+                out.update(cell_scores(self.free, self.free_space, arch, x=self.x, y=self.y, seed=self.seed,
                                        lid_k=FREE_LID_K))
                 self.free_seconds += time.perf_counter() - t0
             self.raw_cache[key] = out
@@ -92,4 +92,4 @@ class CombinedEvaluator:
         return {"values": values, "quantiles": q, "fitness": float(sum(q.values()) / len(q))}
 
 
-__all__ = ["CombinedEvaluator", "FREE_BATCH", "FREE_LID_K"]
+__all__ = ["CombinedEvaluator"]

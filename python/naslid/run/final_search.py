@@ -20,7 +20,7 @@ import dataclasses
 
 import torch
 
-from ..blocks.combined_eval import FREE_BATCH, CombinedEvaluator
+from ..blocks.combined_eval import CombinedEvaluator
 from ..scores.combination import draw_reference, free_signals, is_pure_supernet, parse_signals
 from ..data import DataSplits, fixed_batches, stratified_take
 from ..blocks.inherited_eval import SubnetEvaluator
@@ -59,14 +59,17 @@ def build_evaluator(run: RunContext, tree: dict, leaves: list[str]) -> SubnetEva
     if is_pure_supernet(signals):
         return base
     x = y = None
+    free_space = None
     if free_signals(signals):
-        (x, y), = fixed_batches(run.data, "train", FREE_BATCH, num_batches=1, seed=run.seed("free"),
+        (x, y), = fixed_batches(run.data, "train", se.free_batch, num_batches=1, seed=run.seed("free"),
                                 device=run.device)
+        if se.free_cells is not None and se.free_cells != run.space.N:
+            free_space = run.space.with_cells(se.free_cells)
     reference = draw_reference(run.space, se.reference_size,
                                torch.Generator().manual_seed(run.seed("reference")))
     with run.meter.stage("reference"):
         return CombinedEvaluator(base, signals, reference, x=x, y=y, seed=run.cfg.seed,
-                                 progress=run.progress.bars)
+                                 progress=run.progress.bars, free_space=free_space)
 
 
 def run_final_search(run: RunContext, evaluator: SubnetEvaluator, leaves: list[str]) -> dict:

@@ -349,6 +349,11 @@ class NB201Space(SearchSpace):
                     input_size=self.input_size, affine=self.affine,
                     track_running_stats=self.track_running_stats)
 
+    def with_cells(self, N: int) -> "NB201Space":
+        """The same space with ``N`` cells per stage (same width, input size and BatchNorm flags):
+        the network the training-free scores rate under ``search.free_cells``."""
+        return NB201Space(**dict(self.options, N=N))
+
     @property
     def decisions(self) -> "Mapping[str, tuple[str, ...]]":
         """Ordered, read-only view: edge key -> NB201's 5 op names."""
