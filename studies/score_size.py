@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "studies"))
 COLUMN = "cifar10_valid_acc"
 MARKER = "score-size"
+#: a --sizes entry "LABEL=run": the runs' own values (alone: the first run's; no seconds)
+RUN = Path("run")
 
 
 def score_of(path: Path, cells: list[str], seed: str, name: str) -> tuple[np.ndarray, float]:
@@ -40,15 +42,18 @@ def score_of(path: Path, cells: list[str], seed: str, name: str) -> tuple[np.nda
     from naslid.scores.aznas import AZNAS_TERMS, rank_aggregate
 
     d = json.loads(path.read_text())
-    if seed not in d.get("scores", {}).get(name, {}):
-        raise SystemExit(f"score_size: --sizes: {path.name} holds no {name} at init seed {seed}")
-    sc = d["scores"][name][seed]
+    stored = "lid_profile" if name == "lid" else name  # LID: the last layer of the stored profile
+    if seed not in d.get("scores", {}).get(stored, {}):
+        raise SystemExit(f"score_size: --sizes: {path.name} holds no {stored} at init seed {seed}")
+    sc = d["scores"][stored][seed]
+    if name == "lid":
+        sc = {a: (p[-1] if p else None) for a, p in sc.items()}
     if name == "aznas":
         terms = {t: [sc[a][t] if sc[a][t] is not None else -np.inf for a in cells] for t in AZNAS_TERMS}
         v = np.asarray(rank_aggregate(terms), dtype=np.float64)
     else:
         v = np.array([sc[a] if sc[a] is not None else -np.inf for a in cells], dtype=np.float64)
-    return v, float(d["seconds"][name][seed])
+    return v, float(d["seconds"][stored][seed])
 
 
 def run_signals(path: Path) -> tuple[list[str], np.ndarray, dict, list[str]]:
@@ -81,16 +86,16 @@ def study(runs: list[Path], sizes: list[tuple[str, Path]], seed: str, swap: tupl
         truths.append(truth)
         free = [s for s in signals if s not in ("loss", "acc")]
         for label, f in sizes:
-            sig = dict(values, **{s: score_of(f, cells, seed, s)[0] for s in swap})
+            sig = values if f == RUN else dict(values, **{s: score_of(f, cells, seed, s)[0] for s in swap})
             combos.setdefault(label, {"all": [], "free": []})
             combos[label]["all"].append(combine(sig, signals))
             combos[label]["free"].append(combine(sig, free))
-    cells, truth, _, _ = run_signals(runs[0])
+    cells, truth, own, _ = run_signals(runs[0])
     base = sizes[0][0]
     for label, f in sizes:
-        row = {"size": label, "file": f.name, "alone": {}}
+        row = {"size": label, "file": str(f) if f == RUN else f.name, "alone": {}}
         for s in swap:
-            v, sec = score_of(f, cells, seed, s)
+            v, sec = (np.where(np.isfinite(own[s]), own[s], -np.inf), None) if f == RUN else score_of(f, cells, seed, s)
             row["alone"][s] = {"tau": float(kendalltau(v, truth).statistic), "p10": precision_at(v, truth),
                                "seconds_per_500": sec}
         for part in ("all", "free"):
@@ -118,7 +123,8 @@ def markdown(doc: dict) -> str:
         d = r.get("delta_tau_vs_first")
         dt = f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d else "–"
         alone = " | ".join(f"{r['alone'][s]['tau']:.3f} | {r['alone'][s]['p10']:.2f} | "
-                           f"{r['alone'][s]['seconds_per_500']:.0f}" for s in swap)
+                           + ("–" if r['alone'][s]['seconds_per_500'] is None else f"{r['alone'][s]['seconds_per_500']:.0f}")
+                           for s in swap)
         lines.append(f"| {r['size']} | {alone} | {r['all_tau']:.3f} | {r['all_p10']:.2f} | {dt} | {r['free_tau']:.3f} |")
     return "\n".join(lines)
 
@@ -138,7 +144,7 @@ def main(argv=None) -> int:
     sizes = []
     for item in args.sizes:
         label, sep, f = item.partition("=")
-        if not sep or not Path(f).is_file():
+        if not sep or not (f == "run" or Path(f).is_file()):
             print(f"score_size: --sizes: {item!r} is not LABEL=FILE of an existing file", file=sys.stderr)
             return 2
         sizes.append((label, Path(f)))
