@@ -71,7 +71,8 @@ def test_a_run_without_aznas_is_refused(tmp_path):
         score_size.study([tmp_path / "run.json"], [("good", tmp_path / "good.json")], "0", ("aznas", "jacov"))
 
 
-@pytest.mark.parametrize("name", ["score_size.json", "score_size_jacov.json", "score_size_both.json"])
+@pytest.mark.parametrize("name", ["score_size.json", "score_size_jacov.json", "score_size_both.json",
+                                  "score_size_all.json"])
 def test_committed_size_study_recomputes_from_its_raw_files(name):
     doc = json.loads((FREE / name).read_text())
     sizes = [(r["size"], score_size.RUN if r["file"] == "run" else FREE / r["file"]) for r in doc["sizes"]]
