@@ -105,11 +105,16 @@ def test_free_scores_rate_the_network_of_free_cells(tmp_path):
 
 def test_free_net_options_are_checked_and_keep_old_run_identities():
     c = SearchConfig.preset_config("cpu")
-    before = c.config_hash()
-    assert "free_cells" not in c.run_identity()["search"] and "free_batch" not in c.run_identity()["search"]
-    c.search.free_cells, c.search.free_batch = 5, 32
-    c.validate()
-    assert c.config_hash() != before and c.run_identity()["search"]["free_cells"] == 5
+    assert (c.search.free_cells, c.search.free_batch) == (5, 32)  # the cpu preset scores at NB201's depth
+    assert c.run_identity()["search"]["free_cells"] == 5
+    at_default = SearchConfig.preset_config("cpu")
+    at_default.search.free_cells, at_default.search.free_batch = None, 128
+    ident = at_default.run_identity()["search"]
+    assert "free_cells" not in ident and "free_batch" not in ident and at_default.config_hash() != c.config_hash()
+    pure = SearchConfig.preset_config("cpu")
+    pure.search.score = "loss"  # the criteria study's protocol: its runs keep their identity
+    ident = pure.run_identity()["search"]
+    assert "free_cells" not in ident and "free_batch" not in ident and "reference_size" not in ident
     for field, value, match in [("free_cells", 0, "config.search.free_cells"),
                                 ("free_batch", 16, r"config.search.free_batch: the lid score .* free_batch >= 22, got 16"),
                                 ("free_batch", 1, "config.search.free_batch")]:

@@ -347,15 +347,18 @@ class SearchConfig:
 
     def run_identity(self) -> dict:
         """The fields that determine a run's results (``RUN_NEUTRAL`` ones removed; so is
-        ``search.reference_size`` when ``search.score`` is a single supernet signal, which does not
-        use it: pure-supernet runs keep the identity they had before combinations existed)."""
+        ``search.reference_size``, ``free_cells`` and ``free_batch`` when ``search.score`` is a single
+        supernet signal, which does not use them, and the last two at their defaults: pure-supernet
+        runs keep the identity they had before combinations existed, and combined runs theirs from
+        before the free scores' network could be chosen)."""
         d = self.to_dict()
         for k in self.RUN_NEUTRAL:
             d.pop(k, None)
-        if isinstance(self.search.score, str) and self.search.score in SCORES:
+        pure = isinstance(self.search.score, str) and self.search.score in SCORES
+        if pure:
             d["search"].pop("reference_size", None)
         for k, default in FREE_NET_DEFAULTS.items():  # runs from before these fields keep their identity
-            if d["search"].get(k) == default:
+            if pure or d["search"].get(k) == default:
                 d["search"].pop(k, None)
         return d
 
