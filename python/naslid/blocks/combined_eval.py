@@ -25,7 +25,6 @@ from .inherited_eval import SubnetEvaluator
 from ..scores.by_name import cell_scores
 
 
-
 class CombinedEvaluator:
     """See the module docstring. ``reference``: the reference archs (mappings). ``progress``: a
     tqdm bar over the reference cells."""
