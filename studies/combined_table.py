@@ -60,9 +60,10 @@ def seed_signals(seed: int, proxies: dict, free: dict) -> tuple[list[str], np.nd
             other = {p[0]: p[1]["neg_loss"] for p in json.loads(f.read_text())["ranking"]["sampled_points"]}
             sig[f"supernet_{crit}"] = np.array([other[c] for c in cells])
     s = str(seed)
-    for name in ("synflow", "naswot"):
-        sig[name] = np.array([_clean(proxies["scores"][name][s][c]) for c in cells])
     sc = free["scores"]
+    for name in ("synflow", "naswot"):  # a --free file's own values (another network or batch) win
+        src = sc[name] if s in sc.get(name, {}) else proxies["scores"][name]
+        sig[name] = np.array([_clean(src[s][c]) for c in cells])
     if s in sc.get("aznas", {}):
         t = {k: [_clean(sc["aznas"][s][c][k]) for c in cells] for k in AZNAS_TERMS}
         sig["aznas"] = rank_aggregate(t)
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--proxies", default=str(STUDY / "proxies_sample.json"))
     ap.add_argument("--free", nargs="+", default=[str(FREE / "sample_c8.json")],
-                    help="proxy_scores.py / supernet_lid.py files (their scores are merged)")
+                    help="proxy_scores.py / supernet_lid.py files (their scores are merged; their naswot "
+                         "and synflow, where present, replace those of --proxies)")
     ap.add_argument("--json", required=True)
     ap.add_argument("--doc", default=None, help="a markdown file whose combined-table section is rewritten")
     ap.add_argument("--marker", default="combined-table", help="the section's marker name in --doc")
