@@ -67,3 +67,20 @@ def test_committed_runs_give_their_committed_summaries(pattern):
         singles = {k: v["kendall_tau"] for k, v in m.items() if k != "combined"}
         assert r["margin_over_best_single"] == pytest.approx(m["combined"]["kendall_tau"] - max(singles.values()))
         assert r["found_acc"] == d["best_arch_benchmark"]["cifar10_valid_acc"]
+
+
+def test_top_scored_counts_runs_at_and_within_each_rank_by_hand():
+    import top_scored
+
+    accs = np.arange(1000, dtype=np.float64) / 10.0                 # the 1 %-th best: 99.0
+    tops = {0: [{"arch": "a", "fitness": 0.9}, {"arch": "b", "fitness": 0.8}, {"arch": "c", "fitness": 0.7}],
+            1: [{"arch": "d", "fitness": 0.9}, {"arch": "e", "fitness": 0.8}, {"arch": "f", "fitness": 0.7}]}
+    acc_of = {"a": 10.0, "b": 99.5, "c": 95.0, "d": 99.1, "e": 20.0, "f": 99.9}
+    doc = top_scored.build_doc(tops, acc_of, accs, 3)
+    t1 = doc["summary"]["top1_percent"]
+    assert t1["threshold"] == 99.0
+    assert t1["runs_at_rank"] == [1, 1, 1] and t1["runs_within_rank"] == [1, 2, 2]
+    s = doc["summary"]["synflow_pick"]                                 # 90.1987: c (95.0) counts too
+    assert s["runs_at_rank"] == [1, 1, 2] and s["runs_within_rank"] == [1, 2, 2]
+    assert doc["runs"]["0"][1]["better_cells"] == 4                      # 99.6 ... 99.9
+    assert "| 1 | 99.10 | 20.00 | 99.90 |" in top_scored.markdown(doc)

@@ -46,6 +46,14 @@ def test_every_signal_is_ranked_and_kept(combined_run):
     assert best["fitness"] == pytest.approx(sum(best["quantiles"].values()) / 4)
     assert body["search"]["reference_size"] == 16
     assert body["timings"]["reference"] >= 0
+    # the best-scored cells, best first: the found cell, then the runners-up, each its quantiles' mean
+    top = body["search"]["top"]
+    assert len(top) == min(10, body["search"]["num_evaluated"]) and len(top) > 1
+    assert top[0]["arch"] == body["best_arch"] and top[0]["fitness"] == body["search"]["best_fitness"]
+    assert all(a["fitness"] >= b["fitness"] for a, b in zip(top, top[1:]))
+    assert len({t["arch"] for t in top}) == len(top)
+    for t in top:
+        assert t["fitness"] == pytest.approx(sum(t["quantiles"].values()) / 4)
 
 
 def test_a_pure_supernet_run_has_no_reference(tmp_path):
@@ -54,6 +62,9 @@ def test_a_pure_supernet_run_has_no_reference(tmp_path):
     body = json.loads((Path(cfg.out) / "result.json").read_text())
     assert "reference" not in body["timings"] and "best_signals" not in body["search"]
     assert res.best_arch
+    top = body["search"]["top"]
+    assert top[0]["arch"] == body["best_arch"] and "quantiles" not in top[0]
+    assert all(a["fitness"] >= b["fitness"] for a, b in zip(top, top[1:]))
 
 
 def test_spaces_accept_the_scores_that_support_them():
@@ -132,3 +143,12 @@ def test_with_cells_changes_only_the_depth():
     s = get_space("nb201", C=8, N=1, input_size=16, num_classes=10, width=1.5)
     d = s.with_cells(5)
     assert d.options == dict(s.options, N=5) and d.num_lid_layers == 17 and s.N == 1
+
+
+def test_top_scored_orders_by_fitness_and_ties_by_evaluation_order():
+    from naslid.run.final_search import top_scored
+
+    ev = {"a": {"arch": "A", "fitness": 0.5}, "b": {"arch": "B", "fitness": 0.9}, "c": {"arch": "C", "fitness": 0.5},
+          "d": {"arch": "D", "fitness": 0.1}}
+    assert [t["arch"] for t in top_scored(ev, 3)] == ["B", "A", "C"]
+    assert top_scored(ev, 10)[-1] == {"arch": "D", "fitness": 0.1}

@@ -72,6 +72,18 @@ def build_evaluator(run: RunContext, tree: dict, leaves: list[str]) -> SubnetEva
                                  progress=run.progress.bars, free_space=free_space)
 
 
+#: how many of the best-scored cells ``result.json`` lists (``search.top``)
+TOP_CELLS = 10
+
+
+def top_scored(evaluated: dict, n: int) -> list[dict]:
+    """The n best-scored of the evaluated cells, best first (ties: the earlier evaluated first):
+    [{"arch": string, "fitness"}]. The found cell is the first; the others are what a user with
+    time to train a few cells stand-alone would train next."""
+    ordered = sorted(evaluated.values(), key=lambda e: -e["fitness"])  # stable: evaluation order on ties
+    return [{"arch": e["arch"], "fitness": e["fitness"]} for e in ordered[:n]]
+
+
 def run_final_search(run: RunContext, evaluator: SubnetEvaluator, leaves: list[str]) -> dict:
     """The search over the leaves (checkpointed; a saved outcome is returned as it is):
     {best_arch (string), best_fitness, best_metrics ({"acc": %, "loss"}), score, best_leaf,
@@ -92,8 +104,11 @@ def run_final_search(run: RunContext, evaluator: SubnetEvaluator, leaves: list[s
                "best_metrics": evaluator.metrics(r.best_arch), "score": se.score,
                "best_leaf": leaves[evaluator.leaf_index(r.best_arch)],
                "summary": r.to_dict(space), "evaluated": dict(r.evaluated)}
+        res["summary"]["top"] = top_scored(r.evaluated, TOP_CELLS)
         if isinstance(evaluator, CombinedEvaluator):
             res["summary"]["best_signals"] = evaluator.signals(r.best_arch)
+            for t in res["summary"]["top"]:
+                t["quantiles"] = evaluator.signals(space.arch_from_string(t["arch"]))["quantiles"]
             res["summary"]["reference_size"] = len(evaluator.reference)
             res["summary"]["free_score_seconds"] = evaluator.free_seconds
     run.store.save_search(res)
