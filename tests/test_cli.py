@@ -136,6 +136,9 @@ def test_micro_search_prints_arch_and_report(capsys, tmp_path):
     body = json.loads((out_dir / "result.json").read_text())
     assert f"best architecture: {body['best_arch']}" in out
     assert str(out_dir / "result.json") in out
+    top = body["search"]["top"]
+    assert top[0]["arch"] == body["best_arch"] and len(top) > 1
+    assert f"#2 {top[1]['arch']} (fitness" in out and f"#{min(4, len(top))} {top[min(4, len(top)) - 1]['arch']}" in out
     assert body["config"]["train"]["warmup_epochs"] == [1]
     assert body["config"]["space"]["C"] == 4
     # the same --out again without --resume: refused, result untouched

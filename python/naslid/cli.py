@@ -285,6 +285,12 @@ def print_summary(result) -> None:
               f"(sub-supernet {result.best_leaf})")
     for col, val in (result.best_arch_benchmark or {}).items():
         print(f"  benchmark {col}: {val}")
+    top = (result.search or {}).get("top") or []
+    if len(top) > 1:  # the runners-up: worth training stand-alone too (docs/search.md)
+        shown = top[1:4]
+        print(f"  next best-scored cells ({len(top)} in result.json search.top):")
+        for rank, t in enumerate(shown, start=2):
+            print(f"    #{rank} {t['arch']} (fitness {t['fitness']:.4g})")
     for subset, cols in (result.ranking or {}).items():
         if isinstance(cols, dict):
             for col, v in cols.items():
