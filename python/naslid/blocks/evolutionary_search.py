@@ -60,6 +60,12 @@ class EvolutionResult:
                 "history": self.history}
 
 
+def best_first(entries) -> list[dict]:
+    """Evaluated archs ({"arch", "fitness", ...}, in visiting order) sorted best first; ties keep
+    the visiting order (the search's own order: its best is the first)."""
+    return sorted(entries, key=lambda v: -v["fitness"])
+
+
 # ------------------------------------------------------------------------------------------------
 # the union of masks (archs handled internally as tuples of candidate indices: "codes")
 # ------------------------------------------------------------------------------------------------
@@ -180,7 +186,7 @@ class _Evaluations:
 
     def ranked(self) -> list[dict]:
         """This run's evaluated archs, best first; ties by first visit."""
-        return sorted((self.evaluated[k] for k in self.run), key=lambda v: -v["fitness"])
+        return best_first(self.evaluated[k] for k in self.run)
 
     def visited(self) -> dict:
         return {k: self.evaluated[k] for k in self.run}

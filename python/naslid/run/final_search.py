@@ -24,7 +24,7 @@ from ..blocks.combined_eval import CombinedEvaluator
 from ..scores.combination import draw_reference, free_signals, is_pure_supernet, parse_signals
 from ..data import DataSplits, fixed_batches, stratified_take
 from ..blocks.inherited_eval import SubnetEvaluator
-from ..blocks.evolutionary_search import evolutionary_search, random_search
+from ..blocks.evolutionary_search import best_first, evolutionary_search, random_search
 from .context import RunContext
 
 
@@ -80,8 +80,7 @@ def top_scored(evaluated: dict, n: int) -> list[dict]:
     """The n best-scored of the evaluated cells, best first (ties: the earlier evaluated first):
     [{"arch": string, "fitness"}]. The found cell is the first; the others are what a user with
     time to train a few cells stand-alone would train next."""
-    ordered = sorted(evaluated.values(), key=lambda e: -e["fitness"])  # stable: evaluation order on ties
-    return [{"arch": e["arch"], "fitness": e["fitness"]} for e in ordered[:n]]
+    return [{"arch": e["arch"], "fitness": e["fitness"]} for e in best_first(evaluated.values())[:n]]
 
 
 def run_final_search(run: RunContext, evaluator: SubnetEvaluator, leaves: list[str]) -> dict:
