@@ -20,7 +20,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "studies"))
-from combined_runs import COLUMN, DATA, SYNFLOW_PICK  # noqa: E402
+from combined_runs import COLUMN, DATA, SYNFLOW_PICK, top1_threshold  # noqa: E402
 
 
 def top_of_run(path: Path, n: int) -> tuple[int, list[dict]]:
@@ -44,7 +44,7 @@ def top_of_run(path: Path, n: int) -> tuple[int, list[dict]]:
 
 def build_doc(tops: dict[int, list[dict]], acc_of: dict[str, float], accs: np.ndarray, n: int) -> dict:
     """tops: seed -> best-first cells; acc_of: arch string -> NB201 accuracy; accs (cells,): all of them."""
-    top1 = float(np.sort(accs)[::-1][int(np.ceil(0.01 * accs.size)) - 1])
+    top1 = top1_threshold(accs)
     runs = {}
     for seed, top in sorted(tops.items()):
         runs[str(seed)] = [{**t, "acc": acc_of[t["arch"]], "better_cells": int(np.sum(accs > acc_of[t["arch"]]))}

@@ -26,8 +26,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from .choices import (DATASETS, EVAL_BN_MODES, FREE_LID_K, FREE_NET_DEFAULTS, FREE_SCORE_SPACES, LEAF_INITS, PRESETS, SAMPLE_METHODS,
-                      SAMPLINGS, SCORES, SEARCH_METHODS, SPACES)
+from .choices import (DATASETS, EVAL_BN_MODES, FREE_LID_K, FREE_NET_DEFAULTS, FREE_SCORE_SPACES,
+                      LEAF_INITS, PRESETS, SAMPLE_METHODS, SAMPLINGS, SCORES, SEARCH_METHODS, SPACES)
 from .errors import InputError
 from .blocks.evolution_settings import EvolutionConfig
 from .split.config import SplitConfig
