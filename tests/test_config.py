@@ -171,7 +171,7 @@ def test_evolution_settings_checked_before_work_starts():
 # a valid non-default value of every field of the split and search sections
 SPLIT_VALUES = {"criterion": "grad", "repeats": 3, "similarity": "euclidean", "partition": "spectral",
                 "n_groups": 3, "balanced": False, "edge_rule": "code", "k": 7, "lid_estimator": "levina",
-                "lid_backend": "torch", "bn_mode": "eval", "average": "similarity",
+                "lid_backend": "torch", "bn_mode": "eval", "probe_chunks": 4, "average": "similarity",
                 "record_grad_vectors": True, "batch_size": 64}
 SEARCH_VALUES = {"population": 30, "generations": 7, "parents": 4, "crossover": 3, "mutation": 5,
                  "mutation_prob": 0.25, "newcomers": 2, "max_tries": 9, "method": "random",
@@ -294,7 +294,7 @@ def test_each_rule_is_checked_once(monkeypatch):
         return wrapped
 
     for mod in (naslid.config, naslid.split.config, naslid.blocks.evolution_settings):
-        for name in ("choice", "integer", "number", "boolean"):
+        for name in ("choice", "integer", "number", "boolean", "auto_or_integer"):
             if hasattr(mod, name):
                 monkeypatch.setattr(mod, name, counting(getattr(validation, name)))
     c.validate(num_decisions=6)

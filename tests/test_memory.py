@@ -108,6 +108,8 @@ def test_rss_child_measures_the_step():
     (dict(device="tpu"), "device='tpu'"),
     (dict(input_size=0), "input_size=0"),
     (dict(criteria=("lid", "fisher")), "criteria"),
+    (dict(probe_chunks=-1), "probe_chunks=-1"),
+    (dict(probe_chunks="all"), "probe_chunks='all'"),
 ])
 def test_bad_options(kw, msg):
     with pytest.raises(ValueError, match=re.escape(msg)):
@@ -133,4 +135,21 @@ def test_cli(tmp_path, capsys):
     assert bench_memory_main(["--space", "proxyless", "--cells", "2"]) == 2
     with pytest.raises(SystemExit):
         bench_memory_main(["--space", "nope"])
+    with pytest.raises(SystemExit):
+        bench_memory_main(["--probe-chunks", "some"])
+
+
+def test_low_memory_probe_lowers_the_lid_step_peak():
+    """The split step's LID probe with NB201's low-memory forward (forced at this small size by an
+    integer ``probe_chunks``; ``auto`` keeps the plain forward below 64 MiB): same groups, a lower
+    peak. Stage-1 cell tensor: 16 x 8 x 32 x 32 floats (512 KiB)."""
+    kw = dict(batch=16, input_size=32, width=0.5, repeats=0, k=5, space_options={"N": 2},
+              criteria=("lid",), rss=False)
+    plain, auto, low = (bench_memory("nb201", probe_chunks=c, **kw) for c in (0, "auto", 8))
+    cell = 16 * 8 * 32 * 32 * 4
+    assert auto["probe_chunks"] == "auto" and low["probe_chunks"] == 8
+    assert abs(auto["lid"]["peak_extra_bytes"] - plain["lid"]["peak_extra_bytes"]) <= 0.05 * plain["lid"]["peak_extra_bytes"]
+    assert plain["lid"]["peak_extra_bytes"] >= 5 * cell, plain["lid"]["peak_extra_bytes"] / cell
+    assert low["lid"]["peak_extra_bytes"] <= 3.75 * cell, low["lid"]["peak_extra_bytes"] / cell
+    assert low["lid"]["chosen_groups"] == plain["lid"]["chosen_groups"]
     assert bench_memory_main(["--input-size", "30", "--no-rss"]) == 2  # NB201 needs a multiple of 4

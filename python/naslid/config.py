@@ -350,7 +350,8 @@ class SearchConfig:
         ``search.reference_size``, ``free_cells`` and ``free_batch`` when ``search.score`` is a single
         supernet signal, which does not use them, and the last two at their defaults: pure-supernet
         runs keep the identity they had before combinations existed, and combined runs theirs from
-        before the free scores' network could be chosen)."""
+        before the free scores' network could be chosen; ``split.probe_chunks`` at ``auto``, which
+        probes as before the option on every input under 64 MiB per cell tensor)."""
         d = self.to_dict()
         for k in self.RUN_NEUTRAL:
             d.pop(k, None)
@@ -360,6 +361,8 @@ class SearchConfig:
         for k, default in FREE_NET_DEFAULTS.items():  # runs from before these fields keep their identity
             if pure or d["search"].get(k) == default:
                 d["search"].pop(k, None)
+        if d["split"].get("probe_chunks") == "auto":  # as before the option: the plain forward below 64 MiB
+            d["split"].pop("probe_chunks")
         return d
 
     def config_hash(self) -> str:

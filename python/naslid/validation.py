@@ -20,6 +20,15 @@ def integer(where: str, val, lo: int | None = None) -> None:
         raise InputError(f"{where}: must be >= {lo}, got {val}")
 
 
+def auto_or_integer(where: str, val, lo: int | None = None) -> None:
+    """``val`` is the string ``"auto"`` or an integer >= ``lo``."""
+    if val == "auto":
+        return
+    if isinstance(val, bool) or not isinstance(val, int) or (lo is not None and val < lo):
+        bound = "" if lo is None else f" >= {lo}"
+        raise InputError(f"{where}: expected 'auto' or an integer{bound}, got {val!r}")
+
+
 def number(where: str, val, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> None:
     if isinstance(val, bool) or not isinstance(val, (int, float)):
         raise InputError(f"{where}: expected a number, got {val!r}")

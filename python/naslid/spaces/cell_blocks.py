@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .base import add_into
+from .cell_low_memory import cell_forward_low_memory, reduction_forward_low_memory, use_low_memory
 
 #: NB201's operation order (``NAS_BENCH_201`` in the benchmark's code); candidate i of every edge.
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -92,7 +93,13 @@ class ResNetBasicBlock(nn.Module):
             nn.Conv2d(c_in, c_out, kernel_size=1, stride=1, padding=0, bias=False),
         )
 
+    #: as ``NB201Cell.low_memory_chunks``
+    low_memory_chunks: int = 0
+    low_memory_min_bytes: int = 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_low_memory(self, x):
+            return reduction_forward_low_memory(x, self, self.low_memory_chunks)
         return add_into(self.downsample(x), self.conv_b(self.conv_a(x)))
 
 
@@ -125,6 +132,11 @@ class NB201Cell(nn.Module):
 
     x (B, C, H, W) -> (B, C, H, W)."""
 
+    #: batch chunks of the low-memory forward without autograd (0: the plain forward), used for
+    #: inputs of at least ``low_memory_min_bytes``; set by ``cell_low_memory.low_memory_forward``
+    low_memory_chunks: int = 0
+    low_memory_min_bytes: int = 0
+
     def __init__(self, arch: Mapping[str, str], channels: int, affine: bool = True,
                  track_running_stats: bool = True):
         super().__init__()
@@ -133,6 +145,8 @@ class NB201Cell(nn.Module):
             (k, make_op(self.arch[k], channels, affine, track_running_stats)) for k in NB201_EDGE_KEYS))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_low_memory(self, x):
+            return cell_forward_low_memory(x, lambda key: self.edges[key], self.low_memory_chunks)
         return cell_forward(x, lambda key, h: self.edges[key](h))
 
     def extra_repr(self) -> str:
@@ -152,14 +166,22 @@ class NB201ChoiceEdge(nn.Module):
         self.register_buffer("mask", torch.ones(len(NB201_OPS), dtype=torch.bool))
         self.active: int | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def active_op(self) -> nn.Module:
+        """The active candidate's module."""
         if self.active is None:
             raise RuntimeError("NB201 supernet: no architecture is active; call set_arch(arch) first")
-        return self.candidates[self.active](x)
+        return self.candidates[self.active]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.active_op()(x)
 
 
 class NB201SearchCell(nn.Module):
     """A supernet cell: one ``NB201ChoiceEdge`` per edge. x (B, C, H, W) -> (B, C, H, W)."""
+
+    #: as ``NB201Cell.low_memory_chunks``
+    low_memory_chunks: int = 0
+    low_memory_min_bytes: int = 0
 
     def __init__(self, channels: int, affine: bool = True, track_running_stats: bool = True):
         super().__init__()
@@ -167,4 +189,7 @@ class NB201SearchCell(nn.Module):
             (k, NB201ChoiceEdge(channels, affine, track_running_stats)) for k in NB201_EDGE_KEYS))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if use_low_memory(self, x):
+            return cell_forward_low_memory(x, lambda key: self.edges[key].active_op(),
+                                           self.low_memory_chunks)
         return cell_forward(x, lambda key, h: self.edges[key](h))

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from ..choices import (AVERAGES, CRITERIA, EDGE_RULES, LID_BACKENDS, LID_ESTIMATORS, PARTITIONS,
                        SIMILARITIES, SPLIT_BN_MODES)
-from ..validation import boolean, choice, integer
+from ..validation import auto_or_integer, boolean, choice, integer
 
 
 @dataclass
@@ -35,6 +35,13 @@ class SplitConfig:
     lid_estimator ``naslid`` | ``levina``;  lid_backend ``auto`` | ``ext`` | ``faiss`` | ``torch``.
     bn_mode       BatchNorm during the probing forwards: ``train`` (batch statistics, the GM-NAS
                   setting; running statistics are restored afterwards) | ``eval``.
+    probe_chunks  criterion lid: ``auto`` (default) | an int >= 0. NB201's cells and reduction
+                  blocks probe with their low-memory forward (``naslid.spaces.cell_low_memory``:
+                  batch chunks, node tensors written in place; the cell input and two node tensors
+                  at the peak instead of about six; up to two convolutions per cell run twice) in
+                  this many batch chunks; 0 = the plain forward; ``auto`` = 8 chunks for inputs of
+                  at least 64 MiB (224 px images), the plain forward below. Equal to the plain
+                  forward up to rounding. ProxylessNAS and OFA ignore it.
     average       over the R repeats, average the op ``vector`` s (default) or the ``similarity``
                   matrices (what both released codes do: the code's per-repeat similarity mean).
     record_grad_vectors  keep the full flattened gradients in the record (large); by default the
@@ -52,6 +59,7 @@ class SplitConfig:
     lid_estimator: str = "naslid"
     lid_backend: str = "auto"
     bn_mode: str = "train"
+    probe_chunks: int | str = "auto"
     average: str = "vector"
     record_grad_vectors: bool = False
 
@@ -72,6 +80,7 @@ class SplitConfig:
         integer(f"{where}.repeats", self.repeats, 1)
         integer(f"{where}.n_groups", self.n_groups, 2)
         integer(f"{where}.k", self.k, 1)
+        auto_or_integer(f"{where}.probe_chunks", self.probe_chunks, 0)
         boolean(f"{where}.balanced", self.balanced)
         boolean(f"{where}.record_grad_vectors", self.record_grad_vectors)
         return self

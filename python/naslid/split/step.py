@@ -259,7 +259,8 @@ def _op_vectors(probe: _Probe, d: str, params: list[nn.Parameter] | None):
             supernet.set_arch(arch)
             if cfg.criterion == "lid":
                 v = lid_vector(supernet, x, k=cfg.k, estimator=cfg.lid_estimator,
-                               backend=cfg.lid_backend, stats=probe.lid_stats)
+                               backend=cfg.lid_backend, stats=probe.lid_stats,
+                               probe_chunks=cfg.probe_chunks)
             else:
                 v = grad_vector(supernet, x, y, params, probe.loss_fn)
             if acc is not None and cfg.average == "vector":

@@ -36,16 +36,21 @@ def probe_state(supernet: nn.Module, bn_mode: str = "train") -> Iterator[None]:
 
 
 def lid_vector(supernet: nn.Module, x: torch.Tensor, *, k: int = 20, estimator: str = "naslid",
-               backend: str = "auto", stats: dict | None = None) -> torch.Tensor:
+               backend: str = "auto", stats: dict | None = None, probe_chunks: int | str = "auto") -> torch.Tensor:
     """LID of each of ``supernet.lid_layers()``'s outputs on batch ``x`` (B, ...), computed during
     the forward (the tap reduces each output as it is produced and keeps nothing), without autograd.
 
     ``stats``: if given, ``stats["lid_seconds"]`` is increased by the time spent in the LID ops.
+    ``probe_chunks``: NB201 cells and reduction blocks run their low-memory forward in that many
+    batch chunks (``naslid.spaces.cell_low_memory``; equal to the plain forward up to rounding);
+    0: the plain forward; ``auto``: 8 chunks for inputs of at least 64 MiB (``SplitConfig``).
     Returns a float64 CPU tensor (L,)."""
+    from naslid.spaces.cell_low_memory import low_memory_forward
     from naslid.spaces.taps import FeatureTap
 
-    with torch.no_grad(), FeatureTap(supernet, reduce="lid", k=k, estimator=estimator, reduction="mean",
-                                      backend=backend) as tap:
+    with torch.no_grad(), low_memory_forward(supernet, probe_chunks), \
+            FeatureTap(supernet, reduce="lid", k=k, estimator=estimator, reduction="mean",
+                       backend=backend) as tap:
         supernet(x)
     if stats is not None:
         stats["lid_seconds"] = stats.get("lid_seconds", 0.0) + tap.reduce_seconds

@@ -105,11 +105,15 @@ def _tensor_bytes(tensors) -> int:
     return total
 
 
-def _check_options(space: str, batch: int, input_size: int, width, repeats: int, device: str, k: int) -> None:
+def _check_options(space: str, batch: int, input_size: int, width, repeats: int, device: str, k: int,
+                   probe_chunks: int | str = "auto") -> None:
     fn = "bench_memory"
     if not isinstance(space, str) or space not in SPACES:
         raise InputError(f"{fn}: space={space!r} is not one of {list(SPACES)}")
-    for name, v, lo in (("batch", batch, 2), ("input_size", input_size, 1), ("repeats", repeats, 0), ("k", k, 1)):
+    checks = [("batch", batch, 2), ("input_size", input_size, 1), ("repeats", repeats, 0), ("k", k, 1)]
+    if probe_chunks != "auto":
+        checks.append(("probe_chunks", probe_chunks, 0))
+    for name, v, lo in checks:
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise InputError(f"{fn}: {name}={v!r} must be an integer >= {lo}")
     if k > batch - 2:
@@ -172,11 +176,11 @@ class _Setup:
             out["cuda_allocated_bytes"] = int(torch.cuda.memory_allocated(self.device))
         return out
 
-    def step(self, criterion: str, k: int, progress: bool = False):
+    def step(self, criterion: str, k: int, progress: bool = False, probe_chunks: int | str = "auto"):
         """One split step of ``self.decision`` through ``naslid.split.split_step``."""
         from naslid.split import SplitConfig, split_step
 
-        cfg = SplitConfig(criterion=criterion, repeats=1, k=k)
+        cfg = SplitConfig(criterion=criterion, repeats=1, k=k, probe_chunks=probe_chunks)
         return split_step(self.space, self.supernet, self.space.full_mask(), [(self.x, self.y)], cfg,
                           generator=torch.Generator().manual_seed(self.seed), device=self.device,
                           decisions=[self.decision], progress=progress)
@@ -188,7 +192,7 @@ def _rss_child(spec: dict) -> dict:
                    spec["space_options"], spec["seed"])
     base = rss_bytes("VmRSS")
     reset = reset_peak_rss()
-    setup.step(spec["criterion"], spec["k"])
+    setup.step(spec["criterion"], spec["k"], probe_chunks=spec.get("probe_chunks", "auto"))
     peak = rss_bytes("VmHWM")
     return {"rss_baseline_bytes": base, "rss_peak_bytes": peak, "hwm_reset": reset,
             "rss_extra_bytes": None if base is None or peak is None else max(0, peak - base)}
@@ -210,7 +214,8 @@ def _rss_in_subprocess(spec: dict, timeout: float | None) -> dict:
 def bench_memory(space: str = "nb201", batch: int = 32, input_size: int = 224, width: float | None = None,
                  repeats: int = 3, device: str = "cpu", *, decision: str | None = None, k: int = 20,
                  space_options: dict | None = None, criteria: Sequence[str] = CRITERIA, rss: bool = True,
-                 rss_timeout: float | None = 3600, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+                 rss_timeout: float | None = 3600, seed: int = 0, progress: bool = False,
+                 probe_chunks: int | str = "auto") -> dict[str, Any]:
     """Peak memory and wall time of one split step of one decision, per criterion (lid, grad).
 
     space / space_options / width / input_size  the supernet (``get_space(space, input_size=...,
@@ -218,12 +223,14 @@ def bench_memory(space: str = "nb201", batch: int = 32, input_size: int = 224, w
     batch      images in the batch (B, 3, input_size, input_size); k <= batch - 2
     repeats    unprofiled timed runs per criterion (0: time only the profiled run)
     device     cpu | cuda;  decision: the decision split (default: the first with the most ops)
+    probe_chunks  the LID probe's batch chunks (``SplitConfig.probe_chunks``: "auto", or an int;
+               0: the plain forward)
     rss        also measure peak RSS in a fresh subprocess per criterion (CPU only)
     Returns a JSON-ready dict: ``lid`` / ``grad`` -> {peak_extra_bytes, peak_total_bytes, seconds,
     seconds_profiled, ...}, ``baseline``, ``ratio`` (LID / GM peak extra), ``ratio_total``,
     ``saved_percent``, ``saved_percent_total``, ``paper_saved_percent``, settings.
     """
-    _check_options(space, batch, input_size, width, repeats, device, k)
+    _check_options(space, batch, input_size, width, repeats, device, k, probe_chunks)
     bad = [c for c in criteria if c not in CRITERIA]
     if bad or not criteria:
         raise InputError(f"bench_memory: criteria {list(criteria)} must be a non-empty subset of {list(CRITERIA)}")
@@ -233,20 +240,20 @@ def bench_memory(space: str = "nb201", batch: int = 32, input_size: int = 224, w
         "space": space, "space_options": {**(space_options or {}), "width": width}, "batch": batch,
         "input_size": input_size, "device": str(setup.device), "decision": setup.decision,
         "n_ops": len(setup.space.decisions[setup.decision]), "k": k, "repeats": repeats, "seed": seed,
-        "num_lid_layers": len(setup.supernet.lid_layers()),
+        "num_lid_layers": len(setup.supernet.lid_layers()), "probe_chunks": probe_chunks,
         "num_shared_params": sum(p.numel() for p in setup.supernet.shared_parameters(exclude=setup.decision)),
         "baseline": base, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "paper_saved_percent": PAPER_SAVED_PERCENT,
     }
     for crit in criteria:
-        m = measure_peak(lambda: setup.step(crit, k, progress), setup.device)
+        m = measure_peak(lambda: setup.step(crit, k, progress, probe_chunks), setup.device)
         rec = m.pop("result")
         times = []
         for _ in range(repeats):
             if setup.device.type == "cuda":
                 torch.cuda.synchronize(setup.device)
             t0 = time.perf_counter()
-            setup.step(crit, k)
+            setup.step(crit, k, probe_chunks=probe_chunks)
             if setup.device.type == "cuda":
                 torch.cuda.synchronize(setup.device)
             times.append(time.perf_counter() - t0)
@@ -259,7 +266,8 @@ def bench_memory(space: str = "nb201", batch: int = 32, input_size: int = 224, w
             res.update(_rss_in_subprocess({"space": space, "batch": batch, "input_size": input_size,
                                            "width": width, "decision": setup.decision,
                                            "space_options": space_options or {}, "seed": seed,
-                                           "criterion": crit, "k": k}, rss_timeout))
+                                           "criterion": crit, "k": k, "probe_chunks": probe_chunks},
+                                          rss_timeout))
         out[crit] = res
     if "lid" in out and "grad" in out:
         lid, gm = out["lid"], out["grad"]
@@ -296,6 +304,15 @@ def format_summary(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _chunks_arg(v: str) -> int | str:
+    if v == "auto":
+        return v
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0, got {v!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="naslid bench-memory",
                                 description="Peak memory and time of one split step: LID vs gradient matching.")
@@ -308,6 +325,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--decision", default=None, help="decision key to split (default: first with most ops)")
     p.add_argument("--k", type=int, default=20, help="neighbours of the LID estimate (default 20)")
     p.add_argument("--cells", type=int, default=None, help="NB201 only: cells per stage N (default 5)")
+    p.add_argument("--probe-chunks", type=_chunks_arg, default="auto",
+                   help="LID probe: batch chunks of NB201's low-memory forward (0: the plain forward; default auto: "
+                        "8 for cell tensors of 64 MiB or more)")
     p.add_argument("--no-rss", action="store_true", help="skip the fresh-subprocess peak RSS figure")
     p.add_argument("--json", default=None, metavar="FILE", help="write the result as JSON")
     p.add_argument("--progress", action="store_true", help="show progress bars on stderr")
@@ -331,7 +351,7 @@ def bench_memory_main(argv: list[str] | None = None) -> int:
     try:
         r = bench_memory(args.space, args.batch, args.input_size, args.width, args.repeats, args.device,
                          decision=args.decision, k=args.k, space_options=opts, rss=not args.no_rss,
-                         progress=args.progress)
+                         progress=args.progress, probe_chunks=args.probe_chunks)
     except InputError as e:  # only bad input: a bug keeps its traceback (exit status 1)
         print(f"naslid bench-memory: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
