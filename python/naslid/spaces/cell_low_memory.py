@@ -52,9 +52,8 @@ def _batch_norm_args(bn: _BatchNorm) -> tuple[bool, torch.Tensor | None, torch.T
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
         factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-    use_batch = bn.training or (bn.running_mean is None and bn.running_var is None)
     keep = not bn.training or bn.track_running_stats
-    return use_batch, (bn.running_mean if keep else None), (bn.running_var if keep else None), factor
+    return _uses_batch_stats(bn), (bn.running_mean if keep else None), (bn.running_var if keep else None), factor
 
 
 def batch_norm_(bn: _BatchNorm, t: torch.Tensor) -> torch.Tensor:
@@ -70,7 +69,7 @@ def batch_norm_(bn: _BatchNorm, t: torch.Tensor) -> torch.Tensor:
 
 
 def _is_conv_bn(op: nn.Module) -> bool:
-    """ReLU -> Conv2d -> BatchNorm2d (``cell_blocks.ReLUConvBN``), stride 1."""
+    """ReLU -> Conv2d -> BatchNorm2d (``cell_blocks.ReLUConvBN``, any stride)."""
     return (isinstance(op, nn.Sequential) and len(op) == 3 and isinstance(op[0], nn.ReLU)
             and isinstance(op[1], nn.Conv2d) and isinstance(op[2], _BatchNorm))
 
@@ -111,9 +110,9 @@ def edge_write(op: nn.Module, src: torch.Tensor, dst: torch.Tensor | None, chunk
         if dst is None:
             return src.clone()
         return dst if dst is src else dst.copy_(src)
-    conv_bn = _is_conv_bn(op) and _uses_batch_stats(op[2])
+    conv_bn = _needs_two_passes(op)  # train-mode ReLUConvBN: chunks written, then BatchNorm in place
     fn = (lambda t: op[1](op[0](t))) if conv_bn else _per_sample(op)
-    if fn is None:  # an op this forward does not know: run it whole
+    if fn is None or src.shape[0] == 0:  # an op this forward does not know, or no samples: run it whole
         y = op(src)
         return y if dst is None else dst.copy_(y)
     for s in _chunks(src.shape[0], chunks):
@@ -154,7 +153,9 @@ def edge_add(op: nn.Module, src: torch.Tensor, dst: torch.Tensor, chunks: int) -
     would. Returns ``dst``."""
     if isinstance(op, nn.Identity):
         return dst.add_(src)
-    if _is_conv_bn(op) and _uses_batch_stats(op[2]):
+    if src.shape[0] == 0:
+        return dst.add_(op(src))
+    if _needs_two_passes(op):
         relu, conv, bn = op[0], op[1], op[2]
         _, run_mean, run_var, factor = _batch_norm_args(bn)
         mean, var, count = _two_pass_stats(op, src, chunks)
