@@ -145,7 +145,7 @@ PROFILE = """
     else:
         assert _ops._C.cpu_sym_kernel() == sys.argv[3], _ops._C.cpu_sym_kernel()
     out = {}
-    for n in (100, 200):  # strips of 96 and of 192 rows
+    for n in (100, 300):  # one strip of 100 rows; strips of 192 rows
         feats = bn_relu_features(n=n, widths=(8, 16, 16, 32), hw=16, seed=n)
         out[n] = (feats, naslid_ext.lid_profile(feats, 20, backend="ext", reduction="none"),
                   naslid_ext.knn(feats[1].reshape(n, -1), 20, backend="ext"))
