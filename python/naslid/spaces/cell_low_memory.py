@@ -53,7 +53,8 @@ def _batch_norm_args(bn: _BatchNorm) -> tuple[bool, torch.Tensor | None, torch.T
         bn.num_batches_tracked.add_(1)
         factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
     keep = not bn.training or bn.track_running_stats
-    return _uses_batch_stats(bn), (bn.running_mean if keep else None), (bn.running_var if keep else None), factor
+    mean, var = (bn.running_mean, bn.running_var) if keep else (None, None)
+    return _uses_batch_stats(bn), mean, var, factor
 
 
 def batch_norm_(bn: _BatchNorm, t: torch.Tensor) -> torch.Tensor:
@@ -124,7 +125,8 @@ def edge_write(op: nn.Module, src: torch.Tensor, dst: torch.Tensor | None, chunk
     return batch_norm_(op[2], dst) if conv_bn else dst
 
 
-def _two_pass_stats(op: nn.Sequential, src: torch.Tensor, chunks: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _two_pass_stats(op: nn.Sequential, src: torch.Tensor,
+                    chunks: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Batch mean and biased variance per channel of ``conv(relu(src))`` (B, C_out, H, W), from
     chunk moments merged in float64 (Chan et al.'s pairwise update). Returns (mean, var, count)."""
     relu, conv = op[0], op[1]

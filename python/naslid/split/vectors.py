@@ -36,7 +36,8 @@ def probe_state(supernet: nn.Module, bn_mode: str = "train") -> Iterator[None]:
 
 
 def lid_vector(supernet: nn.Module, x: torch.Tensor, *, k: int = 20, estimator: str = "naslid",
-               backend: str = "auto", stats: dict | None = None, probe_chunks: int | str = "auto") -> torch.Tensor:
+               backend: str = "auto", stats: dict | None = None,
+               probe_chunks: int | str = "auto") -> torch.Tensor:
     """LID of each of ``supernet.lid_layers()``'s outputs on batch ``x`` (B, ...), computed during
     the forward (the tap reduces each output as it is produced and keeps nothing), without autograd.
 

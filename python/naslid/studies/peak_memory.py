@@ -326,8 +326,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=20, help="neighbours of the LID estimate (default 20)")
     p.add_argument("--cells", type=int, default=None, help="NB201 only: cells per stage N (default 5)")
     p.add_argument("--probe-chunks", type=_chunks_arg, default="auto",
-                   help="LID probe: batch chunks of NB201's low-memory forward (0: the plain forward; default auto: "
-                        "8 for cell tensors of 64 MiB or more)")
+                   help="LID probe: batch chunks of NB201's low-memory forward (0: the plain forward; "
+                        "default auto: 8 for cell tensors of 64 MiB or more)")
     p.add_argument("--no-rss", action="store_true", help="skip the fresh-subprocess peak RSS figure")
     p.add_argument("--json", default=None, metavar="FILE", help="write the result as JSON")
     p.add_argument("--progress", action="store_true", help="show progress bars on stderr")
