@@ -13,7 +13,8 @@ import torch
 
 from naslid.spaces import get_space
 from naslid.spaces.cell_blocks import NB201_EDGE_KEYS, NB201_OPS, NB201Cell, NB201SearchCell, ResNetBasicBlock
-from naslid.spaces.cell_low_memory import AUTO_CHUNKS, batch_norm_, low_memory_forward, use_low_memory
+from naslid.spaces.batch_norm import batch_norm_
+from naslid.spaces.cell_low_memory import AUTO_CHUNKS, low_memory_forward, use_low_memory
 from naslid.split import SplitConfig
 from naslid.split.vectors import lid_vector
 from naslid.studies.peak_memory import measure_peak

@@ -44,29 +44,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-
-def _batch_norm_args(bn: _BatchNorm) -> tuple[bool, torch.Tensor | None, torch.Tensor | None, float]:
-    """What ``nn.BatchNorm2d.forward`` passes to ``F.batch_norm`` (and its ``num_batches_tracked``
-    update): (use batch statistics, running mean or None, running var or None, momentum)."""
-    factor = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-    keep = not bn.training or bn.track_running_stats
-    mean, var = (bn.running_mean, bn.running_var) if keep else (None, None)
-    return _uses_batch_stats(bn), mean, var, factor
-
-
-def batch_norm_(bn: _BatchNorm, t: torch.Tensor) -> torch.Tensor:
-    """``bn(t)`` written over ``t`` (B, C, H, W), with the module's own kernel and bookkeeping
-    (running statistics and ``num_batches_tracked`` updated as ``bn.forward`` does). Returns ``t``."""
-    use_batch, mean, var, factor = _batch_norm_args(bn)
-    c = t.shape[1]
-    save_mean = t.new_empty(c if use_batch else 0)
-    save_invstd = t.new_empty(c if use_batch else 0)
-    torch.ops.aten.native_batch_norm.out(t, bn.weight, bn.bias, mean, var, use_batch, factor, bn.eps,
-                                         out=t, save_mean=save_mean, save_invstd=save_invstd)
-    return t
+from .batch_norm import batch_norm_, batch_norm_args, uses_batch_stats
 
 
 def _is_conv_bn(op: nn.Module) -> bool:
@@ -75,14 +53,9 @@ def _is_conv_bn(op: nn.Module) -> bool:
             and isinstance(op[1], nn.Conv2d) and isinstance(op[2], _BatchNorm))
 
 
-def _uses_batch_stats(bn: _BatchNorm) -> bool:
-    """Whether ``bn`` normalises with batch statistics (without touching its counters)."""
-    return bn.training or (bn.running_mean is None and bn.running_var is None)
-
-
 def _needs_two_passes(op: nn.Module) -> bool:
     """Whether adding ``op``'s output into a filled node needs the convolution twice."""
-    return _is_conv_bn(op) and _uses_batch_stats(op[2])
+    return _is_conv_bn(op) and uses_batch_stats(op[2])
 
 
 def _chunks(n: int, chunks: int) -> list[slice]:
@@ -98,7 +71,7 @@ def _per_sample(op: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
 
     if isinstance(op, (nn.Identity, Zero, AvgPool3x3)):
         return op
-    if _is_conv_bn(op) and not _uses_batch_stats(op[2]):
+    if _is_conv_bn(op) and not uses_batch_stats(op[2]):
         return op  # eval-mode BatchNorm: running statistics, per sample
     return None
 
@@ -159,7 +132,7 @@ def edge_add(op: nn.Module, src: torch.Tensor, dst: torch.Tensor, chunks: int) -
         return dst.add_(op(src))
     if _needs_two_passes(op):
         relu, conv, bn = op[0], op[1], op[2]
-        _, run_mean, run_var, factor = _batch_norm_args(bn)
+        _, run_mean, run_var, factor = batch_norm_args(bn)
         mean, var, count = _two_pass_stats(op, src, chunks)
         if run_mean is not None:
             run_mean.mul_(1.0 - factor).add_(mean.to(run_mean.dtype), alpha=factor)

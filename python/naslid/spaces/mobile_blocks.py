@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import add_into
+from .batch_norm import batch_norm_args
 
 ACTIVATIONS = ("relu", "relu6", "h_swish")
 
@@ -173,14 +174,9 @@ def _bn_forward(bn: nn.BatchNorm2d, x: torch.Tensor, c: int) -> torch.Tensor:
     cumulative average, ``num_batches_tracked`` counted)."""
     if c == bn.num_features:
         return bn(x)
-    factor = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:
-            factor = 1.0 / float(bn.num_batches_tracked)
-    use_batch_stats = bn.training or bn.running_mean is None
-    return F.batch_norm(x, bn.running_mean[:c] if bn.running_mean is not None else None,
-                        bn.running_var[:c] if bn.running_var is not None else None,
+    use_batch_stats, mean, var, factor = batch_norm_args(bn)
+    return F.batch_norm(x, mean[:c] if mean is not None else None,
+                        var[:c] if var is not None else None,
                         bn.weight[:c] if bn.weight is not None else None,
                         bn.bias[:c] if bn.bias is not None else None,
                         use_batch_stats, factor, bn.eps)
