@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..validation import auto_or_integer
 from .batch_norm import batch_norm_, batch_norm_args, uses_batch_stats
 
 
@@ -195,11 +196,8 @@ AUTO_MIN_BYTES = 64 * 2**20
 def resolve_chunks(chunks: int | str, where: str = "probe_chunks") -> tuple[int, int]:
     """``chunks`` ("auto" or an int >= 0) as (chunks, minimum input bytes); ValueError naming
     ``where`` otherwise."""
-    if chunks == "auto":
-        return AUTO_CHUNKS, AUTO_MIN_BYTES
-    if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 0:
-        raise ValueError(f"{where}: expected 'auto' or an int >= 0 (0: the plain forward), got {chunks!r}")
-    return chunks, 0
+    auto_or_integer(where, chunks, 0)  # the same rule as SplitConfig.probe_chunks
+    return (AUTO_CHUNKS, AUTO_MIN_BYTES) if chunks == "auto" else (chunks, 0)
 
 
 def use_low_memory(module: nn.Module, x: torch.Tensor) -> bool:
