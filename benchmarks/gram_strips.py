@@ -1,4 +1,4 @@
-"""The symmetric path's Gram strips: BLAS calls against naslid's FMA micro-kernels, one thread.
+"""The symmetric path's Gram strips: BLAS calls against naslid's FMA and AMX kernels, one thread.
 
 The CPU engine (csrc/include/naslid/cpu/gram_knn.h) computes the upper block-triangle of X·Xᵀ as row
 strips ``X[b0:b0+bs] · X[b0:]ᵀ``: about 0.5 + bs/(2N) of the full product's FLOPs. In float32 it
@@ -21,7 +21,7 @@ import torch
 
 from ops_speed import case_layers, timed
 
-KERNELS = ["avx2", "avx512"]
+KERNELS = ["avx2", "avx512", "amx"]
 
 
 def median_ms(fn, repeats: int) -> float:

@@ -46,8 +46,8 @@ std::string precision_inside_guard() {
       at::globalContext().float32Precision(at::Float32Backend::MKLDNN, at::Float32Op::MATMUL));
 }
 
-// X[0:rows] · Xᵀ (rows, N) for X (N, D) float32 by the symmetric path's FMA micro-kernel `kernel`
-// ("avx2" | "avx512"), split = true: its features shared among torch's threads (tests compare it
+// X[0:rows] · Xᵀ (rows, N) for X (N, D) float32 by the symmetric path's strip kernel `kernel`
+// ("avx2" | "avx512" | "amx"), split = true: its features shared among torch's threads (tests compare it
 // with a float64 product).
 at::Tensor gram_strip(const at::Tensor& x, int64_t rows, const std::string& kernel, bool split) {
   TORCH_CHECK_VALUE(x.dim() == 2 && x.scalar_type() == at::kFloat && x.device().is_cpu(),
@@ -57,7 +57,7 @@ at::Tensor gram_strip(const at::Tensor& x, int64_t rows, const std::string& kern
                     ") must be in [0, N = ", x.size(0), "]");
   const auto kern = naslid::cpu::sym_kernel_from_name(kernel.c_str(), naslid::cpu::SymKernel::kBlas);
   TORCH_CHECK_VALUE(kern != naslid::cpu::SymKernel::kBlas,
-                    "_gram_strip: kernel must be 'avx2' or 'avx512', got '", kernel, "'");
+                    "_gram_strip: kernel must be 'avx2', 'avx512' or 'amx', got '", kernel, "'");
   const at::Tensor xc = x.contiguous();
   at::Tensor out = at::empty({rows, xc.size(0)}, xc.options());
   if (split) {
@@ -136,7 +136,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "'blas' when CPU Gram products call the BLAS directly, 'aten' when they run at::mm under a "
         "full-precision guard (naslid/exact_gemm.h).");
   m.def("cpu_sym_kernel", &cpu_sym_kernel,
-        "The best FMA kernel the symmetric CPU path may use: 'avx512' | 'avx2' | 'blas' "
+        "The best strip kernel the symmetric CPU path may use: 'amx' | 'avx512' | 'avx2' | 'blas' "
         "(naslid/cpu/sym_gram.h; NASLID_CPU_SYRK forces it, else torch's CPU capability caps it).");
   m.def("cpu_kernel_mode", &naslid::cpu::sym_choice_mode,
         "How the float32 strip kernel is chosen: 'measured' | 'forced' | 'capability' "
@@ -150,7 +150,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "TORCH_CUDA_ARCH_LIST the CUDA kernels were compiled for, as a token ('v8.0_9.0'; '' "
         "without CUDA).");
   m.def("cpu_sym_kernel_supported", &cpu_sym_kernel_supported,
-        "The best float32 Gram kernel this CPU can run: 'avx512' | 'avx2' | 'blas'.");
-  m.def("_gram_strip", &gram_strip, "x[:rows] @ x.T by the FMA micro-kernel 'avx2'|'avx512' (tests).",
+        "The best float32 Gram kernel this CPU can run: 'amx' | 'avx512' | 'avx2' | 'blas'.");
+  m.def("_gram_strip", &gram_strip, "x[:rows] @ x.T by the strip kernel 'avx2'|'avx512'|'amx' (tests).",
         pybind11::arg("x"), pybind11::arg("rows"), pybind11::arg("kernel"), pybind11::arg("split") = false);
 }

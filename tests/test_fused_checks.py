@@ -104,7 +104,7 @@ def test_build_info_reports_versions_kernels_and_the_choice():
     assert (info["cuda_archs"] != []) == _ops.built_with_cuda()
     cpu = info["cpu"]
     assert cpu["mode"] in ("measured", "forced", "capability")
-    assert cpu["fma_kernels_supported"] in ("blas", "avx2", "avx512")
+    assert cpu["fma_kernels_supported"] in ("blas", "avx2", "avx512", "amx")
     assert cpu["threads"] == torch.get_num_threads()
     if cpu["mode"] == "measured":
         # one decision per class (an earlier call of this process may have made it)

@@ -1,9 +1,9 @@
-"""The FMA micro-kernels of the symmetric CPU path (csrc/cpu/sym_gram.cpp) against float64
-products, the choice among them (NASLID_CPU_SYRK, torch's CPU capability, the CPU), and the whole
+"""The strip kernels of the symmetric CPU path (csrc/cpu/sym_gram.cpp: FMA micro-kernels;
+csrc/cpu/sym_gram_amx.cpp: AMX bfloat16 tiles on three-part splits) against float64 products, the choice among them (NASLID_CPU_SYRK, torch's CPU capability, the CPU), and the whole
 ops run with each kernel forced, against the float64 oracle.
 
-Both kernels run on an AVX-512 CPU (the AVX2 one needs only AVX2 + FMA), so one machine tests
-both; a kernel the CPU lacks is skipped with the CPU's best named.
+An AVX-512 CPU runs the AVX2 and AVX-512 kernels (the AVX2 one needs only AVX2 + FMA), an Intel
+Xeon with AMX all three; a kernel the CPU lacks is skipped with the CPU's best named.
 """
 from __future__ import annotations
 
@@ -20,7 +20,16 @@ from naslid_ext import _ops
 
 pytestmark = pytest.mark.skipif(not _ops.ext_loaded(), reason="naslid_ext._C is not built")
 
-ORDER = ["blas", "avx2", "avx512"]
+ORDER = ["blas", "avx2", "avx512", "amx"]
+KERNELS = ["avx2", "avx512", "amx"]
+U = 2.0 ** -24
+
+
+def _tol(kernel: str, d: int) -> float:
+    """Error bound relative to |x_r| |x_c|: float32 products summed per lane, then per chunk
+    (~ sqrt(D) eps); the AMX kernel also drops the three smallest of its nine bfloat16 part products
+    (less than 2^-20 sum |x_d y_d|, naslid/cpu/sym_gram_amx.h)."""
+    return 4 * U * max(1.0, math.sqrt(d)) + (16 * U if kernel == "amx" else 0.0)
 
 
 def _best() -> str:
@@ -36,10 +45,10 @@ def _need(kernel: str):
 # tile and cross the 96/128-column panels, D below one vector, with a tail, over one 1024-feature
 # chunk with and without a tail, and rows = 0.
 SHAPES = [(1, 1, 1), (2, 3, 1), (7, 5, 7), (13, 16, 5), (33, 17, 33), (50, 1024, 17),
-          (61, 1041, 61), (130, 2049, 48), (300, 40, 100), (257, 8, 256), (9, 30, 0)]
+          (61, 1041, 61), (130, 2049, 48), (300, 40, 100), (257, 8, 256), (9, 30, 0), (600, 333, 192)]
 
 
-@pytest.mark.parametrize("kernel", ["avx2", "avx512"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_gram_strip_matches_float64(kernel, shape):
     _need(kernel)
@@ -53,15 +62,13 @@ def test_gram_strip_matches_float64(kernel, shape):
     ref = xd[:rows] @ xd.T
     nrm = xd.norm(dim=1)
     scale = (nrm[:rows, None] * nrm[None, :]).clamp_min(1e-30)
-    # float32 products summed per lane, then per chunk: error ~ sqrt(D) eps |x_r| |x_c|
-    tol = 4 * 2.0 ** -24 * max(1.0, math.sqrt(d))
     err = (got.double() - ref).abs() / scale
-    assert err.numel() == 0 or float(err.max()) <= tol
+    assert err.numel() == 0 or float(err.max()) <= _tol(kernel, d)
     diag = got[:, :rows]
     assert torch.equal(diag, diag.T)  # the diagonal block is mirrored: exactly symmetric
 
 
-@pytest.mark.parametrize("kernel", ["avx2", "avx512"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("shape", [(96, 16384, 96), (40, 1040, 33), (7, 2000, 7), (50, 511, 20)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_gram_strip_split_among_threads_matches_float64(kernel, shape):
@@ -80,13 +87,31 @@ def test_gram_strip_split_among_threads_matches_float64(kernel, shape):
     xd = x.double()
     nrm = xd.norm(dim=1)
     err = (got.double() - xd[:rows] @ xd.T).abs() / (nrm[:rows, None] * nrm[None, :]).clamp_min(1e-30)
-    assert float(err.max()) <= 4 * 2.0 ** -24 * math.sqrt(d)
+    assert float(err.max()) <= _tol(kernel, d)
     assert torch.equal(got[:, :rows], got[:, :rows].T)
+
+
+@pytest.mark.parametrize("value", [1e-13, -1e-30, 3e12, float("nan"), float("inf")],
+                         ids=["tiny", "tinier", "huge", "nan", "inf"])
+def test_amx_strip_falls_back_to_avx512_outside_its_range(value):
+    """AMX flushes denormal bfloat16 parts and products to zero, so a strip with a value outside
+    {0} and magnitudes [2^-40, 2^40] (or NaN / inf) is computed by the AVX-512 kernel instead: the
+    same bits as that kernel. The same data in range run on AMX: other bits (a different summation),
+    so the comparison can tell the two apart."""
+    _need("amx")
+    x = torch.randn(70, 1500, generator=torch.Generator().manual_seed(5)).relu_()
+    inside = _ops._C._gram_strip(x, 70, "amx")
+    assert not torch.equal(inside, _ops._C._gram_strip(x, 70, "avx512"))
+    x[41, 1234] = value  # in the sixth 256-feature chunk: found while an earlier chunk multiplies
+    got = _ops._C._gram_strip(x, 70, "amx")
+    want = _ops._C._gram_strip(x, 70, "avx512")
+    assert torch.equal(got.nan_to_num(), want.nan_to_num())
+    assert torch.equal(got.isnan(), want.isnan())
 
 
 def test_gram_strip_rejects_bad_arguments():
     x = torch.randn(5, 3)
-    with pytest.raises(ValueError, match="kernel must be 'avx2' or 'avx512'"):
+    with pytest.raises(ValueError, match="kernel must be 'avx2', 'avx512' or 'amx'"):
         _ops._C._gram_strip(x, 2, "sse")
     with pytest.raises(ValueError, match=r"rows \(6\) must be in \[0, N = 5\]"):
         _ops._C._gram_strip(x, 6, "avx2")
@@ -95,7 +120,7 @@ def test_gram_strip_rejects_bad_arguments():
 
 
 def test_gram_strip_names_a_kernel_the_cpu_lacks():
-    missing = [k for k in ("avx2", "avx512") if ORDER.index(k) > ORDER.index(_best())]
+    missing = [k for k in KERNELS if ORDER.index(k) > ORDER.index(_best())]
     if not missing:
         pytest.skip(f"this CPU runs every kernel (best {_best()!r})")
     with pytest.raises(RuntimeError, match=f"kernel '{missing[-1]}' is not available on this CPU"):
@@ -122,14 +147,19 @@ CHOICE = """
     "env,want",
     [({}, None), ({"NASLID_CPU_SYRK": "blas"}, "blas"), ({"NASLID_CPU_SYRK": "avx2"}, "avx2"),
      ({"ATEN_CPU_CAPABILITY": "avx2"}, "avx2"), ({"ATEN_CPU_CAPABILITY": "default"}, "blas"),
-     ({"NASLID_CPU_SYRK": "avx512"}, "avx512")],
-    ids=["default", "syrk-blas", "syrk-avx2", "aten-avx2", "aten-default", "syrk-avx512"])
+     ({"NASLID_CPU_SYRK": "avx512"}, "avx512"), ({"NASLID_CPU_SYRK": "amx"}, "amx"),
+     ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, "avx512")],
+    ids=["default", "syrk-blas", "syrk-avx2", "aten-avx2", "aten-default", "syrk-avx512",
+         "syrk-amx", "onednn-no-amx"])
 def test_kernel_choice_follows_the_switch_torch_and_the_cpu(env, want):
     """NASLID_CPU_SYRK forces a kernel, torch's CPU capability (ATEN_CPU_CAPABILITY) caps the
-    default, and a kernel the CPU lacks falls back to its best."""
+    default (AVX512 allows AMX, which has no ATen level), ONEDNN_MAX_CPU_ISA without AMX turns AMX
+    off as it does for oneDNN, and a kernel the CPU lacks falls back to its best."""
     got, cap = _run(env, CHOICE).split()
     if want is None:  # the default: torch's capability (in that process), as far as the CPU goes
-        want = cap if cap in ORDER else "blas"
+        want = {"avx512": "amx"}.get(cap, cap) if cap in ORDER else "blas"
+        if "AMX" not in os.environ.get("ONEDNN_MAX_CPU_ISA", "AMX").upper() and "ONEDNN_MAX_CPU_ISA" not in env:
+            want = min(want, "avx512", key=ORDER.index)
     if ORDER.index(want) > ORDER.index(_best()):
         want = _best()
     assert got == want
@@ -154,7 +184,7 @@ PROFILE = """
 """
 
 
-@pytest.mark.parametrize("kernel", ["blas", "avx2", "avx512", "auto"])
+@pytest.mark.parametrize("kernel", ["blas", "avx2", "avx512", "amx", "auto"])
 def test_ops_with_each_kernel_match_the_float64_oracle(tmp_path, oracle, kernel):
     """lid_profile and self-knn with the kernel forced (or measured, "auto"): the float64 oracle's
     neighbours exactly, and its per-point LID within the float32 contract (1e-4 relative)."""

@@ -3,6 +3,8 @@
 // target attribute and chosen at run time, so one build runs on AVX2-only and AVX-512 CPUs.
 #include "naslid/cpu/sym_gram.h"
 
+#include "naslid/cpu/sym_gram_amx.h"
+
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <c10/util/Exception.h>
@@ -160,6 +162,8 @@ __attribute__((target("avx2,fma,tune=generic"))) void strip_avx2(const float* X,
 
 const char* sym_kernel_name(SymKernel k) {
   switch (k) {
+    case SymKernel::kAmx:
+      return "amx";
     case SymKernel::kAvx512:
       return "avx512";
     case SymKernel::kAvx2:
@@ -170,7 +174,7 @@ const char* sym_kernel_name(SymKernel k) {
 }
 
 SymKernel sym_kernel_from_name(const char* name, SymKernel fallback) {
-  for (SymKernel k : {SymKernel::kBlas, SymKernel::kAvx2, SymKernel::kAvx512})
+  for (SymKernel k : {SymKernel::kBlas, SymKernel::kAvx2, SymKernel::kAvx512, SymKernel::kAmx})
     if (name != nullptr && std::strcmp(name, sym_kernel_name(k)) == 0) return k;
   return fallback;
 }
@@ -179,7 +183,7 @@ SymKernel sym_kernel_supported() {
 #ifdef NASLID_X86_KERNELS
   static const SymKernel k = [] {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return SymKernel::kAvx512;
+    if (__builtin_cpu_supports("avx512f")) return amx_usable() ? SymKernel::kAmx : SymKernel::kAvx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SymKernel::kAvx2;
     return SymKernel::kBlas;
   }();
@@ -202,7 +206,8 @@ SymKernel sym_kernel() {
   static const SymKernel k = [] {
     const SymKernel cpu = sym_kernel_supported();
     const std::string cap = at::get_cpu_capability();  // "AVX512" | "AVX2" | "DEFAULT" | ...
-    const SymKernel torch_cap = cap == "AVX512" ? SymKernel::kAvx512
+    // AMX has no capability level of its own in ATen: AVX512 allows it (ONEDNN_MAX_CPU_ISA caps it)
+    const SymKernel torch_cap = cap == "AVX512" ? SymKernel::kAmx
                                 : cap == "AVX2" ? SymKernel::kAvx2
                                                 : SymKernel::kBlas;
     const SymKernel want = sym_kernel_from_name(std::getenv("NASLID_CPU_SYRK"), torch_cap);
@@ -213,7 +218,7 @@ SymKernel sym_kernel() {
 
 SymKernel sym_kernel_for(int64_t D) {
   const SymKernel k = sym_kernel();
-  if (k == SymKernel::kAvx512) return D >= 128 ? k : SymKernel::kBlas;
+  if (k == SymKernel::kAvx512 || k == SymKernel::kAmx) return D >= 128 ? k : SymKernel::kBlas;
   if (k == SymKernel::kAvx2) return D >= 256 ? k : SymKernel::kBlas;
   return SymKernel::kBlas;
 }
@@ -224,7 +229,10 @@ namespace {
 void strip_upper(SymKernel kern, const float* X, int64_t ld, int64_t rows, int64_t cols, int64_t D,
                  float* out) {
 #ifdef NASLID_X86_KERNELS
-  if (kern == SymKernel::kAvx512) {
+  if (kern == SymKernel::kAmx) {
+    // values outside AMX's range (naslid/cpu/sym_gram_amx.h): the whole strip again with AVX-512
+    if (!strip_amx(X, ld, rows, cols, D, out)) strip_avx512(X, ld, rows, cols, D, out);
+  } else if (kern == SymKernel::kAvx512) {
     strip_avx512(X, ld, rows, cols, D, out);
   } else {
     strip_avx2(X, ld, rows, cols, D, out);

@@ -3,8 +3,8 @@
 // The fastest strip kernel depends on the CPU more than on its instruction sets: the FMA
 // micro-kernels (naslid/cpu/sym_gram.h) were tuned on AMD Zen 4 and lose to the BLAS strips on
 // Intel Xeons from N = 512 up. So, as oneDNN's and cuDNN's benchmark modes do, at the first use of a
-// shape class in a process every candidate (the BLAS strips and each FMA kernel the CPU and torch's
-// CPU capability allow) is timed, single-threaded, on the actual input (its largest strip, at most
+// shape class in a process every candidate (the BLAS strips and each FMA or AMX kernel the CPU and
+// torch's CPU capability allow) is timed, single-threaded, on the actual input (its largest strip, at most
 // 1024 rows and
 // columns, its first min(D, 1024) features; the candidates in turn for five rounds, the best round
 // of each: a few milliseconds), the whole pass's time is extrapolated from each candidate's own
@@ -18,8 +18,8 @@
 // torch's version, naslid's version, thread count and shape class, and read from it by later
 // processes (why == "cached"): the same kernel, so bitwise-equal results, across processes.
 //
-// NASLID_CPU_SYRK = blas | avx2 | avx512 forces one kernel (no measurement; the FMA kernels keep
-// their fixed small-D rule, sym_kernel_for); NASLID_CPU_SYRK = auto (or unset) measures. Results do
+// NASLID_CPU_SYRK = blas | avx2 | avx512 | amx forces one kernel (no measurement; the FMA and AMX
+// kernels keep their fixed small-D rule, sym_kernel_for); NASLID_CPU_SYRK = auto (or unset) measures. Results do
 // not depend on the choice beyond float32 rounding (the engine's exact refinement decides close
 // pairs): tests/test_sym_gram.py runs the float64 oracle tests under each kernel.
 #pragma once

@@ -13,11 +13,16 @@
 // error class as the BLAS's blocked sums (the k-NN engine's refinement and tie handling are
 // unchanged). Whatever torch's matmul precision flags say, never bf16/TF32.
 //
-// Kernel choice: NASLID_CPU_SYRK = blas | avx2 | avx512 forces one (a kernel the CPU lacks falls
-// back to the best it has); otherwise the fastest of the BLAS and the FMA kernels up to torch's CPU
-// capability (at::get_cpu_capability(), so ATEN_CPU_CAPABILITY=avx2 caps it at the AVX2 kernel as it
-// does for ATen's own kernels) is measured per shape class (naslid/cpu/sym_choice.h). Off x86-64,
-// and for float64, the BLAS strips.
+// A fourth kernel, "amx", computes the same strips on Intel AMX tiles from exact three-part
+// bfloat16 splits of the float32 values (float32-class error; naslid/cpu/sym_gram_amx.h), where the
+// CPU and the OS allow it.
+//
+// Kernel choice: NASLID_CPU_SYRK = blas | avx2 | avx512 | amx forces one (a kernel the CPU lacks
+// falls back to the best it has); otherwise the fastest of the BLAS and the kernels up to torch's
+// CPU capability (at::get_cpu_capability(), so ATEN_CPU_CAPABILITY=avx2 caps it at the AVX2 kernel
+// as it does for ATen's own kernels; AVX512 allows AMX, which ONEDNN_MAX_CPU_ISA without an AMX
+// level turns off) is measured per shape class (naslid/cpu/sym_choice.h). Off x86-64, and for
+// float64, the BLAS strips.
 #pragma once
 
 #include <cstdint>
@@ -26,16 +31,17 @@
 namespace naslid {
 namespace cpu {
 
-enum class SymKernel { kBlas = 0, kAvx2 = 1, kAvx512 = 2 };
+enum class SymKernel { kBlas = 0, kAvx2 = 1, kAvx512 = 2, kAmx = 3 };
 
-// "blas" | "avx2" | "avx512".
+// "blas" | "avx2" | "avx512" | "amx".
 const char* sym_kernel_name(SymKernel k);
 
-// The kernel named "blas" | "avx2" | "avx512" (sym_kernel_name's inverse); `fallback` for any
+// The kernel named "blas" | "avx2" | "avx512" | "amx" (sym_kernel_name's inverse); `fallback` for any
 // other name or nullptr.
 SymKernel sym_kernel_from_name(const char* name, SymKernel fallback);
 
-// The best kernel this CPU can run (kBlas off x86-64 or without AVX2+FMA).
+// The best kernel this CPU can run (kBlas off x86-64 or without AVX2+FMA; kAmx where
+// amx_usable(), naslid/cpu/sym_gram_amx.h).
 SymKernel sym_kernel_supported();
 
 // The best FMA kernel the symmetric path may use: the one NASLID_CPU_SYRK forces, else torch's CPU
@@ -44,7 +50,8 @@ SymKernel sym_kernel_supported();
 // the FMA kernels up to this one.
 SymKernel sym_kernel();
 
-// True when NASLID_CPU_SYRK names a kernel ("blas" | "avx2" | "avx512"); unset or "auto": measured.
+// True when NASLID_CPU_SYRK names a kernel ("blas" | "avx2" | "avx512" | "amx"); unset or "auto":
+// measured.
 bool sym_kernel_forced();
 
 // The kernel for float32 strips with D features when forced (and the default the measurement
@@ -56,7 +63,8 @@ SymKernel sym_kernel_for(int64_t D);
 // Strip of the Gram matrix of X (row-major, row stride ld >= D, 64-bit sizes):
 //   out[r * cols + c] = <X[r], X[c]>  for 0 <= r < rows, 0 <= c < cols (rows <= cols),
 // i.e. X[0:rows] · X[0:cols]ᵀ, (rows, cols) row-major. The diagonal block (c < rows) is computed
-// once and mirrored, so it is exactly symmetric. `kern` must not be kBlas and must be supported.
+// once and mirrored, so it is exactly symmetric. `kern` must not be kBlas and must be supported
+// (kAmx: a strip with values outside AMX's range is computed by the AVX-512 kernel instead).
 void gram_strip_f32(SymKernel kern, const float* X, int64_t ld, int64_t rows, int64_t cols,
                     int64_t D, float* out);
 
