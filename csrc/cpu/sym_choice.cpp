@@ -33,6 +33,12 @@ constexpr int64_t kTrialFeatures = 1024;
 constexpr double kSwitchMargin = 1.0;
 // Timed rounds per candidate (after one warm-up run each); the best round counts.
 constexpr int kRounds = 5;
+// The AMX kernel is a candidate for sets up to this many rows (strips of at most this many
+// columns). It packs every column of a strip for each strip, so on the large single sets its
+// strips of 256 rows against up to N columns cost more than its products save: at (4096, 512) and
+// (10000, 128) the whole op took 50.0 and 119.7 ms with it against 44.4 and 99.4 ms with the BLAS
+// strips, while its one-strip trial on data in cache ranked it first (docs/ops_benchmarks.md).
+constexpr int64_t kAmxMaxRows = 1536;
 
 int ceil_log2(int64_t v) {
   int e = 0;
@@ -211,11 +217,14 @@ SymKernel choose_sym_kernel(const float* X, int64_t N, int64_t D, bool par) {
     return c.kernel;
   }
   c.why = "measured";
-  const SymKernel dflt = sym_kernel_for(D);
+  const bool amx_ok = N <= kAmxMaxRows;
+  SymKernel dflt = sym_kernel_for(D);
+  if (dflt == SymKernel::kAmx && !amx_ok) dflt = SymKernel::kAvx512;
   const int64_t dt = std::min(D, kTrialFeatures);
   std::vector<Trial> trials;
   for (int k = 0; k <= static_cast<int>(sym_kernel()); ++k)
-    trials.push_back(make_trial(static_cast<SymKernel>(k), N, par));
+    if (static_cast<SymKernel>(k) != SymKernel::kAmx || amx_ok)
+      trials.push_back(make_trial(static_cast<SymKernel>(k), N, par));
   std::vector<float> out(size_t(std::min(N, kTrialCols) * std::min(N, kTrialCols)));
   for (const Trial& t : trials) time_trial(t, X, D, dt, out.data());  // warm-up
   // the candidates in turn, round after round (all see the same machine state); best round each

@@ -4,7 +4,7 @@
 // micro-kernels (naslid/cpu/sym_gram.h) were tuned on AMD Zen 4 and lose to the BLAS strips on
 // Intel Xeons from N = 512 up. So, as oneDNN's and cuDNN's benchmark modes do, at the first use of a
 // shape class in a process every candidate (the BLAS strips and each FMA or AMX kernel the CPU and
-// torch's CPU capability allow) is timed, single-threaded, on the actual input (its largest strip, at most
+// torch's CPU capability allow; AMX only for N <= 1536, sym_choice.cpp) is timed, single-threaded, on the actual input (its largest strip, at most
 // 1024 rows and
 // columns, its first min(D, 1024) features; the candidates in turn for five rounds, the best round
 // of each: a few milliseconds), the whole pass's time is extrapolated from each candidate's own
