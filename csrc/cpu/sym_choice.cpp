@@ -36,7 +36,7 @@ constexpr int kRounds = 5;
 // The AMX kernel is a candidate for sets up to this many rows (strips of at most this many
 // columns). It packs every column of a strip for each strip, so on the large single sets its
 // strips of 256 rows against up to N columns cost more than its products save: at (4096, 512) and
-// (10000, 128) the whole op took 50.0 and 119.7 ms with it against 44.4 and 99.4 ms with the BLAS
+// (10000, 128) the whole op took 50.0 and 119.7 ms with it against 44.4 and 102.2 ms with the BLAS
 // strips, while its one-strip trial on data in cache ranked it first (docs/ops_benchmarks.md).
 constexpr int64_t kAmxMaxRows = 1536;
 
