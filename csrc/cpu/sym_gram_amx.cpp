@@ -1,9 +1,10 @@
 // The AMX strip kernel (contract and numerics in csrc/include/naslid/cpu/sym_gram_amx.h).
 //
-// Per chunk of kc features (256 up to 128 columns, fewer for wider strips): the strip's columns (all its rows among them) are split into their
-// three bfloat16 parts and packed twice, as tile rows (A: one row per sample, 32 features = 16
-// bfloat16 pairs) and transposed into AMX's pair-interleaved B layout (one row per feature pair,
-// 16 samples), 16 x 16 words at a time with AVX-512 shuffles. Then every 32 x 32 block on or above
+// Per chunk of kc features (256 up to 128 columns, fewer for wider strips): the strip's columns
+// (all its rows among them) are split into their three bfloat16 parts and packed twice, as tile
+// rows (A: one row per sample, 32 features = 16 bfloat16 pairs) and transposed into AMX's
+// pair-interleaved B layout (one row per feature pair, 16 samples), 16 x 16 words at a time with
+// AVX-512 shuffles. Then every 32 x 32 block on or above
 // the diagonal is 4 accumulator tiles (2 x 2 of 16 x 16), fed per 32 features by the six part
 // products, ordered so that a loaded operand tile serves two or three of them (16 tile loads for 24
 // TDPBF16PS). The packing of the next chunk is interleaved with the products of this one (one
@@ -114,7 +115,7 @@ NASLID_AMX_TARGET inline bool pack_group(const float* X, int64_t ld, int64_t n, 
     __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
     if (r < n) {
       const float* x = X + r * ld + k;
-      if (prefetch) {  // the same features of the chunk after this one, (to L1: measured faster than L2 here)
+      if (prefetch) {  // the next chunk's features of this row, into L1 (faster than L2 here)
         _mm_prefetch(reinterpret_cast<const char*>(x + pk.kc), _MM_HINT_T0);
         _mm_prefetch(reinterpret_cast<const char*>(x + pk.kc + 16), _MM_HINT_T0);
       }
