@@ -145,6 +145,15 @@ NASLID_AMX_TARGET inline bool pack_group(const float* X, int64_t ld, int64_t n, 
   return bad == 0;
 }
 
+// pack_group for group g (16 samples x 32 features, row blocks outer) of chunk c of the strip's
+// n columns of X (D features, chunks of pk.kc), prefetching chunk c + 1 where there is one.
+NASLID_AMX_TARGET inline bool pack_chunk_group(const float* X, int64_t ld, int64_t n, int64_t D,
+                                               const Packed& pk, int64_t c, int64_t g) {
+  const int64_t k0 = c * pk.kc, gpr = pk.kc / 32;
+  return pack_group(X + k0, ld, n, std::min(pk.kc, D - k0), pk, g / gpr * 16, g % gpr * 32,
+                    D - k0 > pk.kc);
+}
+
 }  // namespace
 
 bool amx_usable() {
@@ -191,15 +200,11 @@ NASLID_AMX_TARGET bool strip_amx(const float* X, int64_t ld, int64_t rows, int64
   const int64_t sa = la * 4, sb = lb * 4;
   alignas(64) float acc[4][256];
   bool ok = true;
-  for (int64_t g = 0; g < groups; ++g)  // chunk 0
-    ok &= pack_group(X, ld, cols, std::min(D, kc), packed(0), g / gpr * 16, g % gpr * 32, D > kc);
+  for (int64_t g = 0; g < groups; ++g) ok &= pack_chunk_group(X, ld, cols, D, packed(0), 0, g);
   for (int64_t c = 0; c < nch && ok; ++c) {
     const int64_t k0 = c * kc, kl = std::min(kc, D - k0), qn = (kl + 31) / 32;
     const Packed cur = packed(c), nxt = packed(c + 1);
-    const int64_t kn = std::min(kc, D - k0 - kc);  // features of the next chunk (<= 0: none)
-    const float* Xn = X + k0 + kc;
-    int64_t g = kn > 0 ? 0 : groups;
-    const bool pf = D - k0 > 2 * kc;  // a chunk after the next one
+    int64_t g = c + 1 < nch ? 0 : groups;  // groups of the next chunk packed so far
     for (int64_t i0 = 0; i0 < rows; i0 += 32)
       for (int64_t j0 = i0; j0 < cols; j0 += 32) {
         _tile_zero(0);
@@ -239,7 +244,7 @@ NASLID_AMX_TARGET bool strip_amx(const float* X, int64_t ld, int64_t rows, int64
           NASLID_AMX_DP4
 #undef NASLID_AMX_DP4
           if (g < groups) {  // a group of the next chunk while the tiles multiply
-            ok &= pack_group(Xn, ld, cols, kn, nxt, g / gpr * 16, g % gpr * 32, pf);
+            ok &= pack_chunk_group(X, ld, cols, D, nxt, c + 1, g);
             ++g;
           }
         }
@@ -260,7 +265,7 @@ NASLID_AMX_TARGET bool strip_amx(const float* X, int64_t ld, int64_t rows, int64
         }
       }
     for (; g < groups; ++g)
-      ok &= pack_group(Xn, ld, cols, kn, nxt, g / gpr * 16, g % gpr * 32, pf);
+      ok &= pack_chunk_group(X, ld, cols, D, nxt, c + 1, g);
   }
   _tile_release();
   return ok;
