@@ -24,9 +24,10 @@ Implementations (all: per-point MLE LID with k = 20 neighbours, self excluded, m
 Floors: ``sym_floor`` = half of the full Gram product's FLOPs (N² D per layer) at the sgemm rate
 measured on a large square product; ext / sym_floor is how far ext is from the arithmetic floor.
 
-Interleaved (``--interleaved-rounds``, default 9; 0 skips it): one more process per case calls ext,
-ext_raw, ext_knn, torch and full_gemm in turn, round after round (the order rotating from round to
-round), so that all see the same machine state; the table gives per-round ratios (median, and
+Interleaved (``--interleaved-rounds``, default 20; 0 skips it): one more process per case calls ext,
+ext_raw, ext_knn, torch and full_gemm in turn, round after round, so that all see the same machine
+state; the order changes from round to round so that over 20 rounds each implementation runs right
+after each other one equally often (``round_order``); the table gives per-round ratios (median, and
 min–max over the rounds).
 
     python benchmarks/ops_speed.py --json /tmp/ops_speed.json --markdown /tmp/ops_speed.md \\
@@ -194,11 +195,25 @@ def interleaved_worker(case: str, rounds: int, threads: int) -> dict:
     for f in fns.values():  # warm-up (and the kernel measurement at first use)
         f(layers)
     ms = {i: [] for i in INTERLEAVED}
-    names = list(fns)
-    for r in range(rounds):  # the order rotates: none always runs right after the big matmuls
-        for i in names[r % len(names):] + names[:r % len(names)]:
+    for r in range(rounds):
+        for i in round_order(INTERLEAVED, r):
             ms[i].append(1e3 * timed(lambda: fns[i](layers), 1)[0])
     return {"case": case, "rounds": rounds, "ms": ms}
+
+
+def round_order(names: list[str], r: int) -> list[str]:
+    """Round r's order of the interleaved implementations: balanced for what runs just before each.
+
+    The state a call finds (caches, the thread pool awake or asleep) depends on the call before it:
+    right after the big matmuls of ``full_gemm`` a call of ext costs about 0.5 ms more at N = 128
+    than right after itself. A rotation of one fixed order would give each implementation the
+    same predecessor in most rounds; here round r steps through the names with stride
+    1 + (r // n) % (n - 1), starting at r % n (n = 5 is prime, so every stride visits all), and
+    over n (n - 1) = 20 rounds each implementation follows each other one equally often (within
+    a round; the first of a round follows the last of the round before)."""
+    n = len(names)
+    stride = 1 + (r // n) % (n - 1)
+    return [names[(r + j * stride) % n] for j in range(n)]
 
 
 def sgemm_rate(threads: int) -> float:
@@ -287,7 +302,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--worker", nargs=2, metavar=("IMPL", "CASE"), help=argparse.SUPPRESS)
     p.add_argument("--interleaved-worker", metavar="CASE", help=argparse.SUPPRESS)
-    p.add_argument("--interleaved-rounds", type=int, default=9)
+    p.add_argument("--interleaved-rounds", type=int, default=20)
     p.add_argument("--sgemm", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--cases", nargs="+", default=CASES)
     p.add_argument("--impls", nargs="+", default=IMPLS)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from naslid_ext import _ops
+
 
 def knn(x: torch.Tensor, y: torch.Tensor, k: int, exclude_self: bool):
     """x (B, N, D), y (B, M, D) -> sqdist (B, N, k) x.dtype, idx (B, N, k) int64."""
@@ -32,8 +34,6 @@ def fused_check(backend: str, device: torch.device) -> bool:
     """True when the public functions can take their default finiteness check from the row norms
     the kernels compute (the `_*_norms` ops) instead of a separate pass: backend "auto"/"ext", a
     device with those kernels (CPU), and not while torch.compile traces (the check is skipped then)."""
-    from naslid_ext import _ops
-
     return (backend in ("auto", "ext") and not torch.compiler.is_compiling()
             and _ops.has_kernel("_knn_norms", device.type))
 
@@ -56,8 +56,6 @@ def lid_profile_norms(features: list[torch.Tensor], k: int, estimator: str):
 def fused_mle_check(device: torch.device) -> bool:
     """True when `lid_mle`'s default input check can come from the kernel's own pass
     (`_lid_mle_checked`: a kernel for the device, and not while torch.compile traces)."""
-    from naslid_ext import _ops
-
     return not torch.compiler.is_compiling() and _ops.has_kernel("_lid_mle_checked", device.type)
 
 
