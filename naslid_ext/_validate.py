@@ -158,12 +158,13 @@ def check_int(api: str, name: str, value) -> int:
     return value
 
 
-def check_k(api: str, k, candidates: int, estimator: str | None, what: str) -> int:
+def check_k(api: str, k, candidates: int, estimator: str | None, what) -> int:
     """ValueError unless min_k(estimator) <= k < candidates (k must be smaller than the number of
     neighbour candidates, so that at least one candidate is left out of every neighbourhood).
 
     `what` explains where the candidates come from, e.g. "M=100 reference points" or
-    "N-1=9 other points of x of shape (10, 3)".
+    "N-1=9 other points of x of shape (10, 3)": a string, or a callable returning it (built only
+    for the error message: the public functions run this check on every call).
     """
     k = check_int(api, "k", k)
     lo = 1 if estimator is None else min_k(estimator)
@@ -171,6 +172,7 @@ def check_k(api: str, k, candidates: int, estimator: str | None, what: str) -> i
         why = "" if estimator is None else f" for estimator={estimator!r}"
         raise ValueError(f"naslid_ext.{api}: k={k} must be >= {lo}{why}")
     if k >= candidates:
+        what = what() if callable(what) else what
         raise ValueError(
             f"naslid_ext.{api}: k={k} must be smaller than the number of neighbour candidates: "
             f"{what}; need {lo} <= k <= {candidates - 1}"

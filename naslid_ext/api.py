@@ -159,11 +159,9 @@ def knn(
             f"naslid_ext.knn: exclude_self=True needs as many queries as references (N == M), got x "
             f"{tuple(x.shape)} and y {tuple(yy.shape)}"
         )
-    if exclude_self:
-        what = f"M-1={m - 1} references other than the query itself (y of shape {tuple(yy.shape)})"
-    else:
-        what = f"M={m} references (y of shape {tuple(yy.shape)})"
-    check_k(api, k, m - 1 if exclude_self else m, None, what)
+    check_k(api, k, m - 1 if exclude_self else m, None,
+            lambda: f"M-1={m - 1} references other than the query itself (y of shape {tuple(yy.shape)})"
+            if exclude_self else f"M={m} references (y of shape {tuple(yy.shape)})")
     _warn_detached(api, "x", x)
     if not self_query:
         _warn_detached(api, "y", y)
@@ -328,7 +326,7 @@ def lid(
             f"naslid_ext.lid: need N >= 2 points per set to have neighbours, got N={n} for x of "
             f"shape {tuple(x.shape)} (batched={batched})"
         )
-    check_k(api, k, n - 1, estimator, f"N-1={n - 1} other points per set in x of shape {tuple(x.shape)}")
+    check_k(api, k, n - 1, estimator, lambda: f"N-1={n - 1} other points per set in x of shape {tuple(x.shape)}")
     fused = check_finite and _backends.ext_backend.fused_check(backend, x.device)
     amax = _check_finite(api, "x", x) if check_finite and not fused else None
     name = _backends.resolve(api, backend, "knn_lid", x.device)
@@ -406,7 +404,7 @@ def lid_profile(
             f"naslid_ext.lid_profile: need N >= 2 samples to have neighbours, got N={n} "
             f"(features[0] of shape {tuple(f0.shape)})"
         )
-    check_k(api, k, n - 1, estimator, f"N-1={n - 1} other samples (features[0] of shape {tuple(f0.shape)})")
+    check_k(api, k, n - 1, estimator, lambda: f"N-1={n - 1} other samples (features[0] of shape {tuple(f0.shape)})")
     fused = check_finite and _backends.ext_backend.fused_check(backend, f0.device)
     amax = [_check_finite(api, f"features[{i}]", f) if check_finite and not fused else None
             for i, f in enumerate(features)]
