@@ -157,12 +157,10 @@ def worker(impl: str, case: str, repeats: int, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    try:
+    if impl == "faiss":  # only its own worker loads faiss (and its OpenMP and OpenBLAS)
         import faiss
 
         faiss.omp_set_num_threads(threads)
-    except ImportError:
-        pass
     layers = case_layers(case)
     fn = make_impl(impl)
     base = rss_kb("VmRSS")
