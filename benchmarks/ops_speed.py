@@ -13,7 +13,7 @@ Implementations (all: per-point MLE LID with k = 20 neighbours, self excluded, m
   ext_raw      the raw op ``torch.ops.naslid.lid_profile`` (no argument checks): ext / ext_raw is what
                the public function's checks cost
   ext_blas     ext with the symmetric strips forced to the BLAS (``NASLID_CPU_SYRK=blas``)
-  ext_fma      ext with the strips forced to the best FMA micro-kernel the CPU has
+  ext_fma      ext with the strips forced to the best FMA micro-kernel torch's CPU capability allows
                (``NASLID_CPU_SYRK=avx512`` or ``avx2``): the choice the build made before measuring
   ext_knn      ``naslid_ext.knn(x, 20)`` -> ``naslid_ext.lid_mle`` per layer (default arguments)
   ext_layers   ``naslid_ext.lid`` once per layer, as the search's split step calls it (FeatureTap)
@@ -51,7 +51,8 @@ CASES = ["nb201_N128", "nb201_N256", "nb201_N512", "nb201_N1024", "set_4096x512"
 IMPLS = ["ext", "ext_raw", "ext_blas", "ext_fma", "ext_knn", "ext_layers", "torch", "faiss", "full_gemm"]
 INTERLEAVED = ["ext", "ext_raw", "ext_knn", "torch", "full_gemm"]
 # environment switches that change the instruction sets used (recorded in the report when set)
-ISA_SWITCHES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "NASLID_CPU_SYRK")
+ISA_SWITCHES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE",
+                "NASLID_CPU_SYRK")
 MARK_BEGIN, MARK_END = "<!-- BEGIN ops-speed -->", "<!-- END ops-speed -->"
 
 
@@ -151,10 +152,11 @@ def timed(fn, repeats: int) -> list[float]:
 def worker(impl: str, case: str, repeats: int, threads: int) -> dict:
     if impl == "ext_blas":  # read once by the extension: set before it loads
         os.environ["NASLID_CPU_SYRK"] = "blas"
-    if impl == "ext_fma":
-        flags = cpu_info()["isa"]
-        os.environ["NASLID_CPU_SYRK"] = "avx512" if "avx512f" in flags else "avx2"
     import torch
+
+    if impl == "ext_fma":  # the best FMA kernel torch's CPU capability allows (AVX2 under its emulation)
+        cap = torch.backends.cpu.get_cpu_capability()
+        os.environ["NASLID_CPU_SYRK"] = "avx512" if cap.startswith("AVX512") else "avx2"
 
     torch.set_num_threads(threads)
     if impl == "faiss":  # only its own worker loads faiss (and its OpenMP and OpenBLAS)
