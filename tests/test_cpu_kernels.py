@@ -100,7 +100,7 @@ def test_ties_go_to_lower_index(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_long_row_scans_with_ties_and_duplicates(dtype):
     """Rows whose scan is longer than the seeding prefix (gram_knn.h seed_row: 256 candidates
-    selected with nth_element before the running insertion): a 4-D integer lattice (625 points,
+    selected by bisection before the running insertion): a 4-D integer lattice (625 points,
     many exactly equal distances) with 50 exact duplicates, symmetric and cross path, batched knn
     and the per-layer path of lid_profile, equal to the float64 brute force index for index."""
     pts = torch.tensor(list(itertools.product(range(-2, 3), repeat=4)), dtype=torch.float64)

@@ -203,6 +203,38 @@ def test_ops_with_each_kernel_match_the_float64_oracle(tmp_path, oracle, kernel)
         torch.testing.assert_close(d.double(), od, rtol=1e-4, atol=1e-6)
 
 
+TIES = """
+    import sys, torch
+    from naslid_ext import _ops  # noqa: F401  (registers the ops)
+    g = torch.Generator().manual_seed(7)
+    out = {}
+    for n in (24, 40, 128, 300):  # lists barely longer than k; one strip; strips of 192 rows
+        x = torch.randint(0, 3, (n, 256), generator=g).float()  # small integers: exact Gram sums
+        x[n // 2:n // 2 + 5] = x[:5]  # exact duplicates (distance 0), one inside the self row's range
+        x3 = x.unsqueeze(0)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out[(n, threads)] = (x, torch.ops.naslid.knn(x3, x3, 20, True))
+    torch.save(out, sys.argv[1])
+    print("ok")
+"""
+
+
+@pytest.mark.parametrize("kernel", ["blas", "avx2", "avx512", "amx"])
+def test_row_seeding_with_ties_matches_the_brute_force(tmp_path, oracle, kernel):
+    """Every row scan into a list that is not full yet selects its cut by bisection over the
+    distances' bit patterns (gram_knn.h kth_eligible): on integer points (exact distances, many of
+    them equal) with exact duplicates, each kernel forced, on one and two threads, the neighbours
+    and distances of the float64 brute force exactly, ties ordered by index."""
+    _need(kernel)
+    path = tmp_path / "ties.pt"
+    assert _run({"NASLID_CPU_SYRK": kernel}, TIES, str(path)) == "ok"
+    for (n, threads), (x, (d, i)) in torch.load(path).items():
+        od, oi = oracle.knn_oracle(x.double(), x.double(), 20, True)
+        assert torch.equal(i[0], oi), (n, threads)
+        assert torch.equal(d[0].double(), od), (n, threads)
+
+
 CACHED = """
     import torch, naslid_ext
     from naslid_ext import _ops

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -142,26 +143,84 @@ inline bool chunk_distances(T n0, const T* g, const T* nrm, int64_t cl, T* buf, 
 // Candidates a row scan selects before inserting while the row's list is not yet full.
 constexpr int64_t kSeed = 4 * kChunk;
 
+// The unsigned integer type of T's size: non-negative floats (+0 to +inf) order as their bits do.
+template <typename T>
+struct FloatBits;
+template <>
+struct FloatBits<float> {
+  using U = uint32_t;
+};
+template <>
+struct FloatBits<double> {
+  using U = uint64_t;
+};
+
+// A cut for the k smallest eligible values of buf[0 .. len) (len <= kSeed; eligible: <= thr, and
+// position not skip_c): a value v such that at least k eligible values are <= v and every eligible
+// value below the k-th smallest is too (the k-th smallest itself, or the largest value of a set of
+// exactly k); thr when fewer than k are eligible. The values are squared distances from
+// chunk_distances (>= 0 or +inf, never NaN), so their bit patterns order as unsigned integers, and
+// a bisection over the patterns between the smallest and the largest eligible one finds the cut
+// by counting, a vectorised loop without data-dependent branches, where std::nth_element branches
+// unpredictably on every comparison.
+template <typename T>
+inline T kth_eligible(const T* buf, int64_t len, int64_t k, T thr, int64_t skip_c) {
+  using U = typename FloatBits<T>::U;
+  U bits[kSeed];
+  const U never = std::numeric_limits<U>::max();  // above every pattern of a value <= +inf
+  U lo = never, hi = 0;
+  int n_ok = 0;
+#pragma omp simd reduction(min : lo) reduction(max : hi) reduction(+ : n_ok)
+  for (int64_t c = 0; c < len; ++c) {
+    U b;
+    std::memcpy(&b, buf + c, sizeof(T));
+    const bool ok = buf[c] <= thr && c != skip_c;
+    bits[c] = ok ? b : never;
+    lo = ok && b < lo ? b : lo;
+    hi = ok && b > hi ? b : hi;
+    n_ok += ok ? 1 : 0;
+  }
+  if (n_ok < k) return thr;
+  const auto count_le = [&](U v) {
+    int n = 0;  // int, not int64_t: the count stays in the vector lanes of the patterns
+#pragma omp simd reduction(+ : n)
+    for (int64_t c = 0; c < len; ++c) n += bits[c] <= v ? 1 : 0;
+    return int64_t(n);
+  };
+  while (lo < hi) {  // invariant: at least k eligible patterns are <= hi, fewer than k are < lo
+    const U mid = lo + (hi - lo) / 2;
+    const int64_t n = count_le(mid);
+    if (n == k) {  // exactly the k smallest lie at or below mid: any such cut selects them
+      hi = mid;
+      break;
+    }
+    if (n > k) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  T cut;
+  std::memcpy(&cut, &hi, sizeof(T));
+  return cut;
+}
+
 // Seeds a row's list from its first `len` (<= kSeed) candidates: their distances are computed at
-// once, the list's length-th smallest value `cut` is selected (nth_element), and only candidates
-// at or below it are inserted. A candidate above `cut` can never enter the list (at least k
-// candidates lie at or below it), so the list that results is the one incremental insertion gives,
-// with about k insertions instead of k (1 + ln(len / k)).
+// once, the list's length-th smallest eligible value `cut` is selected (kth_eligible), and only
+// candidates at or below it are inserted. A candidate above `cut` can never enter the list (at
+// least k candidates lie at or below it), so the list that results is the one incremental
+// insertion gives, with about k insertions instead of k (1 + ln(len / k)), each of which shifts
+// the list behind an unpredictable branch. Every row scan into a list that is not full yet starts
+// here once it has more candidates than the list holds: at N = 128 (one strip, 127 candidates per
+// row, k = 21) incremental insertion was most of a set's time outside the Gram strips
+// (docs/ops_benchmarks.md, "Seeding every row's list").
 template <typename T>
 inline void seed_row(TopK<T>& tk, int64_t row, T ni, const T* g, const T* nrm, int64_t j0,
                      int64_t len, int64_t skip) {
   T buf[kSeed];
-  T pool[kSeed];
   const T thr = tk.thr[row];
   chunk_distances(ni, g, nrm, len, buf, [thr](int64_t) { return thr; });
-  int64_t m = 0;
-  for (int64_t c = 0; c < len; ++c)
-    if (buf[c] <= thr && j0 + c != skip) pool[m++] = buf[c];
-  T cut = thr;
-  if (m > tk.k) {
-    std::nth_element(pool, pool + (tk.k - 1), pool + m);
-    cut = pool[tk.k - 1];
-  }
+  const T cut = kth_eligible(buf, len, tk.k, thr, skip - j0);
   for (int64_t c = 0; c < len; ++c) {
     const int64_t j = j0 + c;
     if (buf[c] <= cut && buf[c] <= tk.thr[row] && j != skip) tk.insert(row, buf[c], j);
@@ -174,9 +233,9 @@ template <typename T>
 inline void scan_row(TopK<T>& tk, int64_t row, T ni, const T* g, const T* nrm, int64_t j0,
                      int64_t len, int64_t skip) {
   int64_t start = 0;
-  if (tk.cnt[row] < tk.k && len > kSeed) {  // a long scan into a list that is not full yet
-    seed_row(tk, row, ni, g, nrm, j0, kSeed, skip);
-    start = kSeed;
+  if (tk.cnt[row] < tk.k && len > tk.k) {  // more candidates than the list holds, list not full
+    start = std::min(len, kSeed);
+    seed_row(tk, row, ni, g, nrm, j0, start, skip);
   }
   T buf[kChunk];
   for (int64_t c0 = start; c0 < len; c0 += kChunk) {
