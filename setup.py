@@ -6,6 +6,9 @@ Build switches (environment variables):
                          required, fail loudly when it cannot be built.
   TORCH_CUDA_ARCH_LIST   default "8.0;9.0" (sm_80, sm_90) when no GPU is visible.
   NASLID_NATIVE=1|0      1 (default): -march=native for the CPU kernels; 0: portable x86-64 build.
+  NASLID_MARCH=<arch>    -march=<arch> instead of native (e.g. haswell: a build for AVX2-only CPUs,
+                         made on a newer one; the kernels of later instruction sets stay available
+                         through their target attributes and are chosen at run time).
   NASLID_PTXAS_VERBOSE=1 print nvcc's per-kernel resource usage (registers, spills); CI sets it.
 """
 import glob
@@ -130,7 +133,9 @@ def _extensions():
         + glob.glob(os.path.join("csrc", "cpu", "*.cpp"))
     )
     cxx = ["-O3", "-fopenmp"]
-    if os.environ.get("NASLID_NATIVE", "1") == "1":
+    if os.environ.get("NASLID_MARCH"):
+        cxx.append(f"-march={os.environ['NASLID_MARCH']}")
+    elif os.environ.get("NASLID_NATIVE", "1") == "1":
         cxx.append("-march=native")
     define_macros = [("NASLID_VERSION_TOKEN", _macro_token(VERSION))]
     extra = {"cxx": cxx}

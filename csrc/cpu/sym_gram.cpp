@@ -128,7 +128,9 @@ __attribute__((target("avx512f,tune=generic"))) void strip_avx512(const float* X
 #undef NASLID_MASK16
 #undef NASLID_MLOAD16
 
-// AVX2: 4 x 3 tile, 12 accumulators + 4 row vectors + 1 column vector of the 16 registers.
+// AVX2: 3 x 4 tile, 12 accumulators + 3 row vectors + 1 column vector: all 16 registers of an
+// AVX2-only CPU, no spill (the 4 x 3 tile needed 17: built with -march=haswell it took 1.10x the
+// time of this one on the NB201 profile at N = 256, docs/ops_benchmarks.md).
 alignas(32) const int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 
 __attribute__((target("avx2,fma,tune=generic"))) inline void store_avx2(const __m256* a, float* o,
@@ -145,7 +147,7 @@ __attribute__((target("avx2,fma,tune=generic"))) inline void store_avx2(const __
 #define NASLID_MLOAD8(p, m) _mm256_maskload_ps(p, m)
 __attribute__((target("avx2,fma,tune=generic"))) void strip_avx2(const float* X, int64_t ld, int64_t rows,
                                                     int64_t cols, int64_t D, float* out) {
-  constexpr int R = 4, C = 3, W = 8;
+  constexpr int R = 3, C = 4, W = 8;
   constexpr int64_t P = 32 * C;
   using V = __m256;
   NASLID_SYM_KERNEL_BODY(_mm256_loadu_ps, NASLID_MLOAD8, _mm256_fmadd_ps, _mm256_setzero_ps(),

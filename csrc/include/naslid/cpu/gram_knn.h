@@ -295,7 +295,7 @@ inline SymKernel strip_kernel(const T* X, int64_t N, int64_t D, bool par) {
 
 // Block rows per strip of the symmetric path. BLAS strips: small blocks keep the wasted part of
 // the diagonal blocks small. FMA micro-kernels: they skip the tiles below the diagonal, so larger
-// blocks (multiples of their 6- and 4-row tiles) re-read the data less often; up to N = 256 one
+// blocks (multiples of their 6- and 3-row tiles) re-read the data less often; up to N = 256 one
 // strip of all rows (one pass over the features and two synchronisations per set instead of four:
 // 2-6 % faster at N = 128 and 256 than strips of 96 / 192 rows, docs/ops_benchmarks.md).
 inline int64_t sym_block_rows(int64_t N, SymKernel kern) {
